@@ -1,0 +1,30 @@
+"""embtune: tune a pretrained text encoder into a sentence-embedding model and evaluate it.
+
+Layout (data -> encoders -> objectives -> training -> evaluation -> interfaces):
+
+- ``embtune.data``        reading training files, named datasets, duplicate-free batching
+- ``embtune.encoders``    transformer encoders with the SimCSE poolers; save/load as sentence-transformers folders
+- ``embtune.objectives``  training objectives (one file each), registered by name
+- ``embtune.training``    the one training loop
+- ``embtune.evaluation``  SentEval-exact STS evaluation and reports
+- ``embtune.cli``         the ``embtune`` command
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def load(name_or_path: str, device: str | None = None):
+    """Load a sentence-embedding model: a built-in name (``minilm-l6``), a local folder or a Hugging Face id.
+
+    >>> model = embtune.load("minilm-l6")
+    >>> model.encode(["a sentence"]).shape
+    (1, 384)
+    """
+    from embtune.encoders import load_encoder
+
+    return load_encoder(name_or_path, device=device)
+
+
+__all__ = ["load", "__version__"]

@@ -1,0 +1,157 @@
+"""The ``embtune`` command: train, eval, encode, report."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from embtune.errors import EmbtuneError
+
+
+def _bool(v: str) -> bool:
+    if v.lower() in ("1", "true", "yes"):
+        return True
+    if v.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {v!r}")
+
+
+def _add_train(sub) -> None:
+    from embtune.encoders.pooling import POOLERS
+    from embtune.objectives import OBJECTIVES
+
+    p = sub.add_parser("train", help="train a sentence-embedding model",
+                       description="Flags override the YAML file given with --config; defaults follow the SimCSE paper.")
+    S = argparse.SUPPRESS  # unset flags do not override the config file
+    p.add_argument("--config", help="YAML file with any of the options below (flags override it)")
+    p.add_argument("--model", default=S, help="built-in name (minilm-l6), local folder or Hugging Face id")
+    p.add_argument("--objective", default=S, choices=list(OBJECTIVES))
+    p.add_argument("--train-file", default=S, help=".txt, .csv, .tsv or .jsonl, or a named dataset (wiki-sample, snli-triples)")
+    p.add_argument("--output", default=S, help="output folder (a sentence-transformers model folder)")
+    p.add_argument("--batch-size", type=int, default=S)
+    p.add_argument("--max-seq-length", type=int, default=S)
+    p.add_argument("--lr", type=float, default=S)
+    p.add_argument("--weight-decay", type=float, default=S)
+    p.add_argument("--warmup-steps", type=int, default=S)
+    p.add_argument("--epochs", type=int, default=S)
+    p.add_argument("--max-steps", type=int, default=S)
+    p.add_argument("--temperature", type=float, default=S)
+    p.add_argument("--pooler", default=S, help=f"one of {', '.join(POOLERS)}")
+    p.add_argument("--mlp-only-train", type=_bool, nargs="?", const=True, default=S,
+                   help="use the cls MLP during training only (unsup SimCSE's default)")
+    p.add_argument("--hard-negative-weight", type=float, default=S, help="the paper's α for the own hard negative")
+    p.add_argument("--seed", type=int, default=S)
+    p.add_argument("--device", default=S)
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=S)
+    p.add_argument("--trust-remote-code", type=_bool, nargs="?", const=True, default=S)
+    p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+
+
+def _add_eval(sub) -> None:
+    from embtune.evaluation.sts import MODES, STS_TASKS
+
+    p = sub.add_parser("eval", help="evaluate a model on STS (Spearman ×100, as in SimCSE Table 5)")
+    p.add_argument("model")
+    p.add_argument("--tasks", default=",".join(STS_TASKS), help="comma-separated: " + ",".join(STS_TASKS))
+    p.add_argument("--output", help="folder for results.json and results.md")
+    p.add_argument("--text", choices=["senteval", "raw"], default="senteval")
+    p.add_argument("--sts-mode", choices=list(MODES), default="all")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--pooler", default=None, help="override the model's pooler")
+    p.add_argument("--device", default=None)
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+
+
+def _add_encode(sub) -> None:
+    p = sub.add_parser("encode", help="embed sentences (one per line) into a .npy matrix")
+    p.add_argument("model")
+    p.add_argument("--input", required=True, help="text file, one sentence per line")
+    p.add_argument("--output", required=True, help=".npy file for the float32 matrix")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--normalize", action="store_true")
+    p.add_argument("--device", default=None)
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="print a table of results from several eval output folders")
+    p.add_argument("runs", nargs="+", help="folders holding results.json")
+    p.add_argument("--delta", action="store_true", help="add a row with last minus first")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="embtune", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_eval(sub)
+    _add_encode(sub)
+    _add_report(sub)
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from embtune.config import resolve_config
+    from embtune.training import train
+
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", "verbose", "no_progress")}
+    cfg = resolve_config(args.config, overrides)
+    metrics = train(cfg, progress=not args.no_progress)
+    print(f"saved {cfg.output}: {metrics['steps']} steps, {metrics['seconds_per_step']:.3f} s/step, "
+          f"loss {metrics['loss_first']:.4f} -> {metrics['loss_last']:.4f}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from embtune.encoders import load_encoder
+    from embtune.evaluation.report import markdown_table, write_results
+    from embtune.evaluation.sts import evaluate_sts
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    enc = load_encoder(args.model, device=args.device, pooler=args.pooler)
+    res = evaluate_sts(enc, tasks, text=args.text, mode=args.sts_mode, batch_size=args.batch_size,
+                       precision=args.precision, show_progress=sys.stderr.isatty())
+    res["model"] = args.model
+    print(markdown_table([(args.model, res)]))
+    print(f"\n{res['distinct_sentences']} distinct sentences in {res['seconds']:.1f}s ({args.sts_mode} setting, {args.text} text)")
+    if args.output:
+        write_results(args.output, res, args.model)
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from embtune.data.readers import read_text_lines
+    from embtune.encoders import load_encoder
+
+    lines = read_text_lines(args.input)
+    if not lines:
+        raise EmbtuneError(f"{args.input}: no sentences")
+    enc = load_encoder(args.model, device=args.device)
+    emb = enc.encode(lines, batch_size=args.batch_size, normalize=args.normalize, precision=args.precision)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    np.save(args.output, emb)
+    print(f"wrote {emb.shape[0]}x{emb.shape[1]} float32 embeddings to {args.output}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from embtune.evaluation.report import report_table
+
+    print(report_table(args.runs, delta=args.delta))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from embtune.utils import setup_logging
+
+    args = build_parser().parse_args(argv)
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        return {"train": cmd_train, "eval": cmd_eval, "encode": cmd_encode, "report": cmd_report}[args.command](args)
+    except EmbtuneError as e:
+        print(f"embtune: error: {e}", file=sys.stderr)
+        return 2

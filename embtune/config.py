@@ -1,0 +1,118 @@
+"""The training configuration: one typed dataclass, filled from defaults < YAML file < flags."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from embtune.errors import EmbtuneError, located
+
+
+@dataclass
+class TrainConfig:
+    # Defaults follow the SimCSE paper (Gao et al. 2021, §3 and appendix A): τ 0.05, length 32,
+    # batch 64, lr 3e-5, one epoch.
+    model: str = "minilm-l6"
+    objective: str = "unsup-simcse"
+    train_file: str = "wiki-sample"
+    output: str = "runs/train"
+    batch_size: int = 64
+    max_seq_length: int = 32
+    lr: float = 3e-5
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    epochs: int = 1
+    max_steps: int | None = None  # when set, overrides epochs
+    temperature: float = 0.05
+    pooler: str | None = None  # None: a sentence-transformers folder keeps its own, else the objective's
+    mlp_only_train: bool | None = None  # None: the objective's choice (unsup: True, sup: False)
+    hard_negative_weight: float = 1.0  # the paper's α (added to the own hard negative's logit as log α)
+    seed: int = 42
+    device: str | None = None
+    precision: str = "fp32"
+    trust_remote_code: bool = False
+    log_every: int = 10
+
+    def validate(self) -> "TrainConfig":
+        for name in ("batch_size", "max_seq_length", "epochs"):
+            if getattr(self, name) < 1:
+                raise EmbtuneError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise EmbtuneError("batch_size must be >= 2: in-batch negatives need at least two examples")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise EmbtuneError(f"max_steps must be >= 1, got {self.max_steps}")
+        if not self.lr > 0:
+            raise EmbtuneError(f"lr must be > 0, got {self.lr}")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise EmbtuneError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        return self
+
+
+FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    t = str(FIELD_TYPES[name])
+    if value is None:
+        if "None" in t:
+            return None
+        raise ValueError("may not be empty")
+    if t.startswith("bool"):
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "1", "yes"):
+            return True
+        if str(value).lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(f"expected true or false, got {value!r}")
+    if t.startswith("int"):
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"expected an integer, got {value!r}")
+        return int(value)
+    if t.startswith("float"):
+        return float(value)
+    return str(value)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config; unknown keys and bad values are reported with their line."""
+    path = Path(path)
+    if not path.is_file():
+        raise EmbtuneError(f"{path}: config file does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError as e:
+        raise EmbtuneError(f"{path}: invalid YAML ({e})") from e
+    if node is None:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        raise located(path, node.start_mark.line + 1, "expected a mapping of option: value")
+    lines = {k.value.replace("-", "_"): k.start_mark.line + 1 for k, _ in node.value}
+    raw = yaml.safe_load(text)
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = str(key).replace("-", "_")
+        if name not in FIELD_TYPES:
+            raise located(path, lines.get(name), f"unknown option {key!r}; known: {', '.join(FIELD_TYPES)}")
+        try:
+            out[name] = _coerce(name, value)
+        except (TypeError, ValueError) as e:
+            raise located(path, lines.get(name), f"option {key!r}: {e}") from e
+    return out
+
+
+def resolve_config(config_file: str | None, overrides: dict[str, Any]) -> TrainConfig:
+    values: dict[str, Any] = {}
+    if config_file:
+        values.update(load_yaml(config_file))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**values).validate()
+
+
+def config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,291 @@
+"""A Hugging Face transformer with SimCSE's poolers, saved as a sentence-transformers folder.
+
+Saved layout (loadable by ``SentenceTransformer(path)`` and by :func:`embtune.load`)::
+
+    modules.json                 Transformer -> [WeightedLayerPooling] -> Pooling -> [Dense(tanh)] -> [Normalize]
+    config.json, model.safetensors, tokenizer files     the backbone (module path "")
+    sentence_bert_config.json    max_seq_length, do_lower_case
+    1_WeightedLayerPooling/      only for avg_first_last / avg_top2 (layer weights select the layers)
+    2_Pooling/config.json        cls or mean
+    3_Dense/                     the SimCSE MLP, only when it is part of the evaluated model (sup SimCSE)
+    4_Normalize/                 when the source model normalized its embeddings
+    embtune.json                 embtune's own record (pooler name, training config)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from embtune.encoders.base import Encoder
+from embtune.encoders.pooling import HIDDEN_STATE_POOLERS, check_pooler, pad_ids, pool
+from embtune.errors import EmbtuneError
+
+logger = logging.getLogger(__name__)
+
+ST_TRANSFORMER = "sentence_transformers.models.Transformer"
+ST_POOLING = "sentence_transformers.models.Pooling"
+ST_WLP = "sentence_transformers.models.WeightedLayerPooling"
+ST_DENSE = "sentence_transformers.models.Dense"
+ST_NORMALIZE = "sentence_transformers.models.Normalize"
+TANH = "torch.nn.modules.activation.Tanh"
+
+
+class MLP(nn.Module):
+    """SimCSE's MLP over the [CLS] representation: dense + tanh."""
+
+    def __init__(self, dim: int, init_std: float = 0.02):
+        super().__init__()
+        self.linear = nn.Linear(dim, dim)
+        nn.init.normal_(self.linear.weight, std=init_std)  # BERT's initializer, as SimCSE's init_weights
+        nn.init.zeros_(self.linear.bias)
+        self.activation = nn.Tanh()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.activation(self.linear(x))
+
+
+class TransformerEncoder(Encoder):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        tokenizer,
+        pooler: str = "cls_before_pooler",
+        max_seq_length: int = 512,
+        mlp: MLP | None = None,
+        mlp_only_train: bool = False,
+        normalize: bool = False,
+        do_lower_case: bool = False,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.pooler = check_pooler(pooler)
+        self.max_seq_length = max_seq_length
+        self.mlp = mlp
+        self.mlp_only_train = mlp_only_train
+        self.normalize = normalize
+        self.do_lower_case = do_lower_case
+        self.extra_config: dict = {}
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        folder: str | Path,
+        pooler: str | None = None,
+        mlp_only_train: bool | None = None,
+        trust_remote_code: bool = False,
+        default_pooler: str = "mean",
+        default_mlp_only_train: bool = False,
+    ) -> "TransformerEncoder":
+        """Load a sentence-transformers folder or a plain Hugging Face model folder.
+
+        A sentence-transformers folder keeps its own pooling unless ``pooler`` is given. A plain
+        model gets ``pooler`` or ``default_pooler``. ``pooler="cls"`` adds SimCSE's MLP (new, if the
+        folder has none); ``mlp_only_train`` drops it at evaluation and save time.
+        """
+        folder = Path(folder)
+        if pooler is not None:
+            check_pooler(pooler)
+        if (folder / "modules.json").is_file():
+            enc = cls._load_st_folder(folder, trust_remote_code)
+            if pooler is not None and pooler != enc.pooler:
+                enc.pooler = pooler
+                enc.mlp = enc.mlp if pooler == "cls" else None
+        else:
+            backbone, tok = _load_backbone(folder, trust_remote_code)
+            enc = cls(backbone, tok, pooler or default_pooler, max_seq_length=min(512, tok.model_max_length))
+        if enc.pooler == "cls" and enc.mlp is None:  # a new MLP: the objective decides if it is kept
+            enc.mlp = MLP(enc.embedding_dim, getattr(enc.backbone.config, "initializer_range", 0.02))
+            enc.mlp_only_train = default_mlp_only_train
+        if mlp_only_train is not None:
+            enc.mlp_only_train = mlp_only_train
+        return enc
+
+    @classmethod
+    def _load_st_folder(cls, folder: Path, trust_remote_code: bool) -> "TransformerEncoder":
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        backbone = tok = None
+        pooler, mlp, normalize, wlp = None, None, False, None
+        max_len, lower = 512, False
+        for m in modules:
+            mtype, mdir = m["type"], folder / m.get("path", "")
+            short = mtype.rsplit(".", 1)[-1]
+            if short == "Transformer":
+                backbone, tok = _load_backbone(mdir, trust_remote_code)
+                cfg_file = mdir / "sentence_bert_config.json"
+                cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+                max_len = cfg.get("max_seq_length") or min(512, tok.model_max_length)
+                lower = bool(cfg.get("do_lower_case", False))
+            elif short == "WeightedLayerPooling":
+                wlp = _read_layer_weights(mdir)
+            elif short == "Pooling":
+                pooler = _read_pooling(mdir / "config.json")
+            elif short == "Dense":
+                mlp = _read_dense(mdir)
+            elif short == "Normalize":
+                normalize = True
+            else:
+                raise EmbtuneError(f"{folder / 'modules.json'}: module type {mtype!r} is not supported by embtune")
+        if backbone is None or pooler is None:
+            raise EmbtuneError(f"{folder / 'modules.json'}: expected a Transformer and a Pooling module")
+        if wlp is not None:
+            if pooler != "mean":
+                raise EmbtuneError(f"{folder}: WeightedLayerPooling is only supported before mean pooling")
+            pooler = _layer_weights_to_pooler(wlp, backbone.config.num_hidden_layers, folder)
+        if mlp is not None:
+            if pooler != "cls_before_pooler":
+                raise EmbtuneError(f"{folder}: a Dense module is only supported after cls pooling (SimCSE's MLP)")
+            pooler = "cls"
+        enc = cls(backbone, tok, pooler, max_seq_length=max_len, mlp=mlp, normalize=normalize, do_lower_case=lower)
+        meta = folder / "embtune.json"
+        if meta.is_file():
+            enc.extra_config = json.loads(meta.read_text(encoding="utf-8"))
+        return enc
+
+    # ---- encoding -----------------------------------------------------------------------------
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.backbone.config.hidden_size)
+
+    def tokenize_ids(self, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
+        texts = [t.lower() for t in texts] if self.do_lower_case else list(texts)
+        return self.tokenizer(
+            texts, truncation=True, max_length=max_length or self.max_seq_length, add_special_tokens=True
+        )["input_ids"]
+
+    def collate(self, ids: list[list[int]]) -> dict[str, Tensor]:
+        return pad_ids(ids, self.tokenizer.pad_token_id or 0)
+
+    def forward(self, features: dict[str, Tensor]) -> Tensor:
+        need_all = self.pooler in HIDDEN_STATE_POOLERS
+        out = self.backbone(
+            input_ids=features["input_ids"],
+            attention_mask=features["attention_mask"],
+            output_hidden_states=need_all,
+            return_dict=True,
+        )
+        emb = pool(self.pooler, out.last_hidden_state, features["attention_mask"], out.hidden_states if need_all else None)
+        if self.mlp is not None and (self.training or not self.mlp_only_train):
+            emb = self.mlp(emb)
+        if self.normalize and not self.training:
+            emb = torch.nn.functional.normalize(emb, dim=-1)
+        return emb
+
+    # ---- saving -------------------------------------------------------------------------------
+    def save(self, path: str | Path, extra: dict | None = None) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        need_all = self.pooler in HIDDEN_STATE_POOLERS
+        self.backbone.config.output_hidden_states = need_all  # sentence-transformers reads layers from this
+        self.backbone.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+        (path / "sentence_bert_config.json").write_text(
+            json.dumps({"max_seq_length": self.max_seq_length, "do_lower_case": self.do_lower_case}, indent=2)
+        )
+        modules = [{"idx": 0, "name": "0", "path": "", "type": ST_TRANSFORMER}]
+        dim = self.embedding_dim
+
+        def add(name: str, mtype: str) -> Path:
+            idx = len(modules)
+            modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_{name}", "type": mtype})
+            (path / f"{idx}_{name}").mkdir(exist_ok=True)
+            return path / f"{idx}_{name}"
+
+        if need_all:
+            n = self.backbone.config.num_hidden_layers
+            weights = torch.zeros(n)  # over hidden_states[1:], i.e. layers 1..n
+            if self.pooler == "avg_first_last":
+                weights[0] = weights[-1] = 1.0
+            else:
+                weights[-2:] = 1.0
+            d = add("WeightedLayerPooling", ST_WLP)
+            (d / "config.json").write_text(
+                json.dumps({"word_embedding_dimension": dim, "layer_start": 1, "num_hidden_layers": n}, indent=2)
+            )
+            save_file({"layer_weights": weights.contiguous()}, str(d / "model.safetensors"))
+        d = add("Pooling", ST_POOLING)
+        mode = "cls" if self.pooler in ("cls", "cls_before_pooler") else "mean"
+        (d / "config.json").write_text(json.dumps({
+            "word_embedding_dimension": dim,
+            "pooling_mode_cls_token": mode == "cls",
+            "pooling_mode_mean_tokens": mode == "mean",
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+        }, indent=2))
+        # The unsup MLP is training-only (SimCSE evaluates cls_before_pooler); the sup MLP is kept.
+        if self.mlp is not None and not self.mlp_only_train:
+            d = add("Dense", ST_DENSE)
+            (d / "config.json").write_text(json.dumps(
+                {"in_features": dim, "out_features": dim, "bias": True, "activation_function": TANH}, indent=2))
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.mlp.linear.state_dict(prefix="linear.").items()},
+                      str(d / "model.safetensors"))
+        if self.normalize:
+            add("Normalize", ST_NORMALIZE)
+        (path / "modules.json").write_text(json.dumps(modules, indent=2))
+        (path / "config_sentence_transformers.json").write_text(
+            json.dumps({"similarity_fn_name": "cosine", "model_type": "SentenceTransformer"}, indent=2))
+        saved_pooler = self.pooler if not (self.pooler == "cls" and self.mlp_only_train) else "cls_before_pooler"
+        meta = {"encoder": "transformer", "pooler": saved_pooler, **(extra or {})}
+        (path / "embtune.json").write_text(json.dumps(meta, indent=2, default=str))
+
+
+def _load_backbone(folder: Path, trust_remote_code: bool):
+    from transformers import AutoModel, AutoTokenizer
+
+    if not (folder / "config.json").is_file():
+        raise EmbtuneError(f"{folder}: no config.json; expected a Hugging Face model folder")
+    try:
+        tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+        model = AutoModel.from_pretrained(str(folder), trust_remote_code=trust_remote_code, dtype=torch.float32)
+    except (OSError, ValueError) as e:
+        raise EmbtuneError(f"{folder}: could not load the model or tokenizer ({e})") from e
+    return model, tok
+
+
+def _read_pooling(cfg_path: Path) -> str:
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    mode = cfg.get("pooling_mode")
+    if mode is None:
+        on = [k for k in ("pooling_mode_cls_token", "pooling_mode_mean_tokens", "pooling_mode_max_tokens",
+                          "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens",
+                          "pooling_mode_lasttoken") if cfg.get(k)]
+        mode = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean"}.get(on[0] if len(on) == 1 else "", "+".join(on))
+    if mode == "cls":
+        return "cls_before_pooler"
+    if mode == "mean":
+        return "mean"
+    raise EmbtuneError(f"{cfg_path}: pooling mode {mode!r} is not supported by embtune (expected cls or mean)")
+
+
+def _read_dense(folder: Path) -> MLP:
+    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if cfg.get("activation_function", TANH) != TANH or cfg["in_features"] != cfg["out_features"]:
+        raise EmbtuneError(f"{folder}: only a square Dense layer with tanh (SimCSE's MLP) is supported")
+    mlp = MLP(cfg["in_features"])
+    wfile = folder / "model.safetensors"
+    if not wfile.is_file():
+        raise EmbtuneError(f"{folder}: expected model.safetensors with the Dense weights")
+    state = load_file(str(wfile))
+    mlp.linear.load_state_dict({k.removeprefix("linear."): v for k, v in state.items()})
+    return mlp
+
+
+def _read_layer_weights(folder: Path) -> Tensor:
+    return load_file(str(folder / "model.safetensors"))["layer_weights"]
+
+
+def _layer_weights_to_pooler(weights: Tensor, n_layers: int, folder: Path) -> str:
+    w = [float(x) for x in weights]
+    if len(w) == n_layers and w[0] == w[-1] and w[0] > 0 and all(x == 0 for x in w[1:-1]):
+        return "avg_first_last"
+    if len(w) >= 2 and w[-1] == w[-2] and w[-1] > 0 and all(x == 0 for x in w[:-2]):
+        return "avg_top2"
+    raise EmbtuneError(f"{folder}: layer weights {w} match neither avg_first_last nor avg_top2")

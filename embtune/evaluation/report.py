@@ -1,0 +1,63 @@
+"""Result files (results.json, results.md) and tables in the paper's column order."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from embtune.errors import EmbtuneError
+from embtune.evaluation.sts import STS_TASKS, TASK_LABELS
+from embtune.utils import write_json
+
+
+def columns_of(results: list[dict]) -> list[str]:
+    present = {t for r in results for t in r.get("tasks", {})}
+    return [t for t in STS_TASKS if t in present] + sorted(present - set(STS_TASKS))
+
+
+def markdown_table(rows: list[tuple[str, dict]]) -> str:
+    """One row per (name, results.json dict): Spearman ×100 per task and the average."""
+    cols = columns_of([r for _, r in rows])
+    head = "| model | " + " | ".join(TASK_LABELS.get(c, c) for c in cols) + " | Avg. |"
+    sep = "|---|" + "---:|" * (len(cols) + 1)
+    lines = [head, sep]
+    for name, r in rows:
+        cells = []
+        for c in cols:
+            v = r["tasks"].get(c, {}).get("spearman")
+            cells.append(f"{v:.2f}" if isinstance(v, (int, float)) else str(v) if v is not None else "–")
+        avg = r.get("avg")
+        avg_s = f"{avg:.2f}" if isinstance(avg, float) else str(avg)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {avg_s} |")
+    return "\n".join(lines)
+
+
+def write_results(out_dir: str | Path, results: dict, name: str) -> None:
+    out = Path(out_dir)
+    write_json(out / "results.json", results)
+    md = markdown_table([(name, results)])
+    meta = f"\nSpearman ×100 ({results.get('mode', 'all')} setting, {results.get('text', 'senteval')} text, {results.get('split', 'test')} split).\n"
+    (out / "results.md").write_text(md + "\n" + meta, encoding="utf-8")
+
+
+def read_results(run_dir: str | Path) -> dict:
+    p = Path(run_dir)
+    p = p / "results.json" if p.is_dir() else p
+    if not p.is_file():
+        raise EmbtuneError(f"{p}: no results.json (run `embtune eval MODEL --output DIR` first)")
+    return json.loads(p.read_text(encoding="utf-8"))
+
+
+def report_table(run_dirs: list[str], delta: bool = False) -> str:
+    rows = [(str(d), read_results(d)) for d in run_dirs]
+    if delta and len(rows) >= 2:
+        first, last = rows[0][1], rows[-1][1]
+        d = {"tasks": {t: {"spearman": last["tasks"][t]["spearman"] - first["tasks"][t]["spearman"]}
+                       for t in last["tasks"] if t in first["tasks"]},
+             "avg": last["avg"] - first["avg"]}
+        for t in d["tasks"]:
+            d["tasks"][t]["spearman"] = f"{d['tasks'][t]['spearman']:+.2f}"
+        d["avg"] = f"{d['avg']:+.2f}"
+        rows.append(("change", d))
+    return markdown_table(rows)
+

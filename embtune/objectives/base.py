@@ -1,0 +1,52 @@
+"""The objective interface shared by every training method.
+
+An objective does two things, kept apart so wrappers (gradient caching, the cross-process gather)
+can reuse the second:
+
+1. :meth:`Objective.views` turns a batch of examples into V lists of N token-id sequences
+   (the views to embed: two dropout views of each sentence, or anchor/positive/hard negative);
+   the training loop embeds all V*N sequences in one forward pass into a (V, N, d) tensor.
+2. :meth:`Objective.loss` computes the loss from that (V, N, d) tensor of embeddings.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import Tensor, nn
+
+from embtune.errors import EmbtuneError
+
+Example = tuple[list[int], ...]  # one token-id list per column of the training file
+
+
+class Objective(nn.Module):
+    name: ClassVar[str]
+    #: column layouts this objective accepts, e.g. (("text",),)
+    accepts: ClassVar[tuple[tuple[str, ...], ...]]
+    #: pooler for a plain Hugging Face model (a sentence-transformers folder keeps its own)
+    default_pooler: ClassVar[str] = "cls"
+    default_mlp_only_train: ClassVar[bool] = False
+
+    @classmethod
+    def from_config(cls, cfg) -> "Objective":
+        """Build the objective from a :class:`~embtune.config.TrainConfig`."""
+        return cls(temperature=cfg.temperature)
+
+    def check_columns(self, path: str, columns: tuple[str, ...]) -> None:
+        if columns not in self.accepts:
+            want = " or ".join("(" + ", ".join(c) + ")" for c in self.accepts)
+            raise EmbtuneError(f"{path}: objective {self.name!r} expects columns {want}, the file has ({', '.join(columns)})")
+
+    def views(self, batch: list[Example]) -> list[list[list[int]]]:
+        raise NotImplementedError
+
+    def loss(self, embeddings: Tensor) -> Tensor:
+        """Loss from embeddings of shape (V, N, d), V views of N examples."""
+        raise NotImplementedError
+
+
+def check_temperature(t: float) -> float:
+    if not t > 0:
+        raise EmbtuneError(f"temperature must be > 0, got {t}")
+    return float(t)

@@ -1,0 +1,39 @@
+"""Supervised SimCSE (Gao, Yao & Chen, EMNLP 2021, §4).
+
+NLI entailment hypotheses are the positives; the contradiction hypotheses of the whole batch are
+extra negatives, the anchor's own one weighted by α (``hard_negative_weight``, appendix). Pairs
+without a hard-negative column train with in-batch negatives only.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from embtune.errors import EmbtuneError
+from embtune.objectives.base import Example, Objective, check_temperature
+from embtune.objectives.infonce import info_nce
+
+
+class SupSimCSE(Objective):
+    name = "sup-simcse"
+    accepts = (("sent0", "sent1"), ("sent0", "sent1", "hard_neg"))
+    default_pooler = "cls"  # with the MLP kept at evaluation (§6.3)
+    default_mlp_only_train = False
+
+    def __init__(self, temperature: float = 0.05, hard_negative_weight: float = 1.0):
+        super().__init__()
+        self.temperature = check_temperature(temperature)
+        if not hard_negative_weight >= 0:
+            raise EmbtuneError(f"hard-negative weight α must be >= 0, got {hard_negative_weight}")
+        self.hard_negative_weight = float(hard_negative_weight)
+
+    @classmethod
+    def from_config(cls, cfg) -> "SupSimCSE":
+        return cls(temperature=cfg.temperature, hard_negative_weight=cfg.hard_negative_weight)
+
+    def views(self, batch: list[Example]) -> list[list[list[int]]]:
+        return [[ex[c] for ex in batch] for c in range(len(batch[0]))]
+
+    def loss(self, embeddings: Tensor) -> Tensor:
+        hard = embeddings[2] if embeddings.shape[0] > 2 else None
+        return info_nce(embeddings[0], embeddings[1], self.temperature, hard, self.hard_negative_weight)

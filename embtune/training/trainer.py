@@ -1,0 +1,141 @@
+"""The training loop: read data -> tokenize once -> duplicate-free batches -> embed all views in one
+forward pass -> objective loss -> AdamW with linear decay (the Hugging Face Trainer defaults the
+official SimCSE code runs with) -> save a sentence-transformers folder with config and metrics."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from embtune.config import TrainConfig, config_dict
+from embtune.data import duplicate_free_batches, read_train_file
+from embtune.encoders import load_encoder
+from embtune.encoders.base import Encoder, autocast
+from embtune.errors import EmbtuneError
+from embtune.objectives import Objective, get_objective_class
+from embtune.utils import library_versions, resolve_device, seed_everything, write_json
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(EmbtuneError):
+    pass
+
+
+def embed_views(encoder: Encoder, views: list[list[list[int]]], device: torch.device, precision: str) -> torch.Tensor:
+    """Embed V views of N sequences in one forward pass -> (V, N, d).
+
+    One pass over the concatenation gives every row its own dropout mask, exactly as V passes
+    would, at less overhead (SimCSE §3: "feed the same input to the encoder twice").
+    """
+    n_views, n = len(views), len(views[0])
+    flat = [seq for view in views for seq in view]
+    with autocast(device, precision):
+        emb = encoder.embed_ids(flat)
+    return emb.float().view(n_views, n, -1)
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    """Train ``cfg.model`` with ``cfg.objective`` on ``cfg.train_file``; returns the metrics."""
+    cfg.validate()
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    objective_cls = get_objective_class(cfg.objective)
+    objective: Objective = objective_cls.from_config(cfg)
+
+    data = read_train_file(cfg.train_file)
+    objective.check_columns(data.path, data.columns)
+    if len(data) < 2:
+        raise EmbtuneError(f"{data.path}: {len(data)} example(s); contrastive training needs at least 2 (no negatives otherwise)")
+    batch_size = cfg.batch_size
+    if len(data) < batch_size:
+        logger.warning("%s has %d examples, fewer than one batch of %d: using batches of %d",
+                       data.path, len(data), batch_size, len(data))
+        batch_size = len(data)
+
+    encoder = load_encoder(cfg.model, device=str(device), pooler=cfg.pooler, mlp_only_train=cfg.mlp_only_train,
+                           trust_remote_code=cfg.trust_remote_code, default_pooler=objective_cls.default_pooler,
+                           default_mlp_only_train=objective_cls.default_mlp_only_train)
+    logger.info("encoder: pooler=%s mlp=%s mlp_only_train=%s", encoder.pooler, encoder.mlp is not None, encoder.mlp_only_train)
+
+    # Tokenize every column once, truncated to the training length (§A: max length 32).
+    t0 = time.perf_counter()
+    columns = [encoder.tokenize_ids([ex[c] for ex in data.examples], max_length=cfg.max_seq_length)
+               for c in range(len(data.columns))]
+    examples = list(zip(*columns))
+    logger.info("tokenized %d examples in %.1fs", len(examples), time.perf_counter() - t0)
+
+    epoch_batches = duplicate_free_batches(data.examples, batch_size, cfg.seed, epoch=0)
+    total_steps = cfg.max_steps or cfg.epochs * len(epoch_batches)
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = linear_schedule(optimizer, cfg.warmup_steps, total_steps)
+
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "train_config.json", config_dict(cfg))
+    write_json(out / "versions.json", library_versions())
+
+    encoder.train()
+    losses: list[float] = []
+    step, epoch, seen = 0, 0, 0
+    t_start = time.perf_counter()
+    bar = tqdm(total=total_steps, disable=not progress, desc=cfg.objective, unit="step")
+    while step < total_steps:
+        batches = epoch_batches if epoch == 0 else duplicate_free_batches(data.examples, batch_size, cfg.seed, epoch)
+        for idx in batches:
+            if step >= total_steps:
+                break
+            emb = embed_views(encoder, objective.views([examples[i] for i in idx]), device, cfg.precision)
+            loss = objective.loss(emb)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"step {step + 1}: the loss is {loss.item()}; stopping (lower the lr or use fp32)")
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            seen += len(idx)
+            losses.append(loss.item())
+            elapsed = time.perf_counter() - t_start
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", ex_per_s=f"{seen / elapsed:.1f}")
+            if cfg.log_every and step % cfg.log_every == 0 and not progress:
+                logger.info("step %d/%d loss %.4f %.1f ex/s", step, total_steps, losses[-1], seen / elapsed)
+        epoch += 1
+    bar.close()
+    train_seconds = time.perf_counter() - t_start
+
+    encoder.eval()
+    encoder.save(out, extra={"train_config": config_dict(cfg)})
+    metrics = {
+        "steps": step,
+        "epochs_started": epoch,
+        "examples_seen": seen,
+        "train_seconds": round(train_seconds, 3),
+        "seconds_per_step": round(train_seconds / max(1, step), 4),
+        "examples_per_second": round(seen / max(train_seconds, 1e-9), 2),
+        "loss_first": losses[0] if losses else math.nan,
+        "loss_last": losses[-1] if losses else math.nan,
+        "loss_mean_last_10": sum(losses[-10:]) / max(1, len(losses[-10:])),
+        "losses": losses,
+        "train_examples": len(data),
+        "skipped_blank_lines": data.skipped_blank,
+        "pooler": encoder.pooler,
+    }
+    write_json(out / "metrics.json", metrics)
+    logger.info("saved model to %s (%d steps, %.2fs/step)", out, step, metrics["seconds_per_step"])
+    return metrics
