@@ -101,7 +101,7 @@ class TransformerEncoder(Encoder):
                 enc.mlp = enc.mlp if pooler == "cls" else None
         else:
             backbone, tok = _load_backbone(folder, trust_remote_code)
-            enc = cls(backbone, tok, pooler or default_pooler, max_seq_length=min(512, tok.model_max_length))
+            enc = cls(backbone, tok, pooler or default_pooler, max_seq_length=_default_max_length(backbone, tok))
         if enc.pooler == "cls" and enc.mlp is None:  # a new MLP: the objective decides if it is kept
             enc.mlp = MLP(enc.embedding_dim, getattr(enc.backbone.config, "initializer_range", 0.02))
             enc.mlp_only_train = default_mlp_only_train
@@ -122,7 +122,7 @@ class TransformerEncoder(Encoder):
                 backbone, tok = _load_backbone(mdir, trust_remote_code)
                 cfg_file = mdir / "sentence_bert_config.json"
                 cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
-                max_len = cfg.get("max_seq_length") or min(512, tok.model_max_length)
+                max_len = cfg.get("max_seq_length") or _default_max_length(backbone, tok)
                 lower = bool(cfg.get("do_lower_case", False))
             elif short == "WeightedLayerPooling":
                 wlp = _read_layer_weights(mdir)
@@ -248,6 +248,11 @@ def _load_backbone(folder: Path, trust_remote_code: bool):
     except (OSError, ValueError) as e:
         raise EmbtuneError(f"{folder}: could not load the model or tokenizer ({e})") from e
     return model, tok
+
+
+def _default_max_length(backbone: nn.Module, tok) -> int:
+    """The longest input the model takes (plain models: at most 512 tokens, SimCSE's evaluation)."""
+    return int(min(512, tok.model_max_length, getattr(backbone.config, "max_position_embeddings", 512)))
 
 
 def _read_pooling(cfg_path: Path) -> str:

@@ -1,0 +1,79 @@
+"""The command line end to end on the tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from embtune.cli import main
+from tests.conftest import SENTENCES
+
+
+@pytest.fixture
+def unsup_file(tmp_path):
+    p = tmp_path / "u.txt"
+    p.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    return p
+
+
+def test_train_save_encode_and_sentence_transformers_agree(tiny_bert, unsup_file, tmp_path, capsys):
+    from sentence_transformers import SentenceTransformer
+
+    out = tmp_path / "model"
+    rc = main(["train", "--model", str(tiny_bert), "--train-file", str(unsup_file), "--output", str(out),
+               "--batch-size", "4", "--max-steps", "3", "--no-progress"])
+    assert rc == 0
+    sents = tmp_path / "s.txt"
+    sents.write_text("\n".join(SENTENCES[:5]) + "\n", encoding="utf-8")
+    assert main(["encode", str(out), "--input", str(sents), "--output", str(tmp_path / "e.npy")]) == 0
+    ours = np.load(tmp_path / "e.npy")
+    assert ours.dtype == np.float32 and ours.shape == (5, 32)
+    st = SentenceTransformer(str(out), device="cpu").encode(SENTENCES[:5], convert_to_numpy=True)
+    cos = (ours * st).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(st, axis=1)
+    assert cos.min() >= 0.9999
+
+
+def test_yaml_config_and_flag_override(tiny_bert, unsup_file, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"model: {tiny_bert}\ntrain-file: {unsup_file}\nbatch_size: 4\nmax_steps: 2\ntemperature: 0.1\n"
+                   f"output: {tmp_path / 'from-yaml'}\n", encoding="utf-8")
+    assert main(["train", "--config", str(cfg), "--max-steps", "3", "--output", str(tmp_path / "o"), "--no-progress"]) == 0
+    resolved = json.loads((tmp_path / "o" / "train_config.json").read_text())
+    assert resolved["max_steps"] == 3 and resolved["temperature"] == 0.1 and resolved["batch_size"] == 4
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["steps"] == 3
+
+
+def test_bad_yaml_key_names_line(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("batch_size: 4\nbatch_sise: 8\n", encoding="utf-8")
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert "c.yaml:2: unknown option 'batch_sise'" in capsys.readouterr().err
+
+
+def test_bad_inputs_exit_with_clear_errors(tiny_bert, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b,c\nd,e\n", encoding="utf-8")
+    assert main(["train", "--model", str(tiny_bert), "--objective", "sup-simcse", "--train-file", str(bad),
+                 "--output", str(tmp_path / "o")]) == 2
+    assert "bad.csv:2: expected 3 columns" in capsys.readouterr().err
+    assert main(["train", "--model", str(tmp_path / "nope"), "--train-file", str(bad), "--objective", "sup-simcse"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.csv:2" in err or "does not exist" in err
+    assert main(["eval", str(tmp_path / "missing"), "--tasks", "stsb"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--objective", "nope"])
+
+
+def test_eval_writes_results_and_report(tiny_bert, tmp_path, capsys):
+    assert main(["eval", str(tiny_bert), "--tasks", "stsb,sts13", "--output", str(tmp_path / "r1")]) == 0
+    res = json.loads((tmp_path / "r1" / "results.json").read_text())
+    assert set(res["tasks"]) == {"stsb", "sts13"} and res["tasks"]["stsb"]["pairs"] == 1379
+    assert -100 <= res["avg"] <= 100
+    md = (tmp_path / "r1" / "results.md").read_text()
+    assert md.index("STS13") < md.index("STS-B")  # the paper's column order
+    assert main(["report", str(tmp_path / "r1"), str(tmp_path / "r1"), "--delta"]) == 0
+    assert "| change | +0.00 | +0.00 | +0.00 |" in capsys.readouterr().out

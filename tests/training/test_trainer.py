@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from safetensors.torch import load_file
+
+from embtune.config import TrainConfig
+from embtune.errors import EmbtuneError
+from embtune.training import train
+from tests.conftest import SENTENCES
+
+
+def cfg_for(model, train_file, out, **kw) -> TrainConfig:
+    base = dict(model=str(model), train_file=str(train_file), output=str(out), batch_size=4, max_steps=6,
+                lr=1e-3, max_seq_length=16, seed=7)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture
+def unsup_file(tmp_path):
+    p = tmp_path / "u.txt"
+    p.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    return p
+
+
+@pytest.fixture
+def sup_file(tmp_path):
+    rows = ["sent0,sent1,hard_neg"] + [f"{SENTENCES[i]},{SENTENCES[(i + 1) % 12]},{SENTENCES[(i + 5) % 12]}" for i in range(12)]
+    p = tmp_path / "s.csv"
+    p.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return p
+
+
+def test_unsup_training_lowers_the_loss(tiny_bert, unsup_file, tmp_path):
+    m = train(cfg_for(tiny_bert, unsup_file, tmp_path / "o", max_steps=30, epochs=10), progress=False)
+    first, last = sum(m["losses"][:5]) / 5, sum(m["losses"][-5:]) / 5
+    assert last < first
+    out = tmp_path / "o"
+    for f in ("modules.json", "model.safetensors", "train_config.json", "metrics.json", "versions.json"):
+        assert (out / f).is_file(), f
+    # unsup default on a plain model: cls with the MLP during training only -> no Dense saved
+    assert json.loads((out / "embtune.json").read_text())["pooler"] == "cls_before_pooler"
+    assert "Dense" not in (out / "modules.json").read_text()
+
+
+def test_sup_training_keeps_the_mlp(tiny_bert, sup_file, tmp_path):
+    m = train(cfg_for(tiny_bert, sup_file, tmp_path / "o", objective="sup-simcse", max_steps=20, epochs=10), progress=False)
+    assert sum(m["losses"][-5:]) < sum(m["losses"][:5])
+    assert "Dense" in (tmp_path / "o" / "modules.json").read_text()
+
+
+def test_same_seed_same_weights(tiny_bert, unsup_file, tmp_path):
+    train(cfg_for(tiny_bert, unsup_file, tmp_path / "a"), progress=False)
+    train(cfg_for(tiny_bert, unsup_file, tmp_path / "b"), progress=False)
+    train(cfg_for(tiny_bert, unsup_file, tmp_path / "c", seed=8), progress=False)
+    a, b, c = (load_file(str(tmp_path / x / "model.safetensors")) for x in "abc")
+    assert all((a[k] == b[k]).all() for k in a)
+    assert any((a[k] != c[k]).any() for k in a)
+
+
+def test_too_few_examples(tiny_bert, tmp_path, caplog):
+    one = tmp_path / "one.txt"
+    one.write_text("only one sentence\n", encoding="utf-8")
+    with pytest.raises(EmbtuneError, match="at least 2"):
+        train(cfg_for(tiny_bert, one, tmp_path / "o"), progress=False)
+    three = tmp_path / "three.txt"
+    three.write_text("a man\na dog\na cat\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        m = train(cfg_for(tiny_bert, three, tmp_path / "o3", batch_size=64, max_steps=2), progress=False)
+    assert "fewer than one batch" in caplog.text
+    assert m["examples_seen"] == 6
+
+
+def test_objective_and_file_mismatch(tiny_bert, sup_file, unsup_file, tmp_path):
+    with pytest.raises(EmbtuneError, match="expects columns"):
+        train(cfg_for(tiny_bert, sup_file, tmp_path / "o"), progress=False)
+    with pytest.raises(EmbtuneError, match="expects columns"):
+        train(cfg_for(tiny_bert, unsup_file, tmp_path / "o", objective="sup-simcse"), progress=False)
