@@ -50,11 +50,15 @@ def _add_train(sub) -> None:
 
 
 def _add_eval(sub) -> None:
+    from embtune.evaluation.chinese import ZH_TASKS
     from embtune.evaluation.sts import MODES, STS_TASKS
+    from embtune.evaluation.suite import OTHER_TASKS
 
-    p = sub.add_parser("eval", help="evaluate a model on STS (Spearman ×100, as in SimCSE Table 5)")
+    p = sub.add_parser("eval", help="evaluate a model on STS (Spearman ×100, as in SimCSE Table 5) and more")
     p.add_argument("model")
-    p.add_argument("--tasks", default=",".join(STS_TASKS), help="comma-separated: " + ",".join(STS_TASKS))
+    p.add_argument("--tasks", default=",".join(STS_TASKS),
+                   help="comma-separated; default the 7 STS tasks. Also: " + ",".join([*ZH_TASKS, *OTHER_TASKS, "beir:<folder>"]))
+    p.add_argument("--split", default="test", help="test (default) or dev")
     p.add_argument("--output", help="folder for results.json and results.md")
     p.add_argument("--text", choices=["senteval", "raw"], default="senteval")
     p.add_argument("--sts-mode", choices=list(MODES), default="all")
@@ -106,16 +110,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from embtune.encoders import load_encoder
-    from embtune.evaluation.report import markdown_table, write_results
-    from embtune.evaluation.sts import evaluate_sts
+    from embtune.evaluation.report import format_results, write_results
+    from embtune.evaluation.suite import parse_tasks, run_evaluation
 
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    tasks = parse_tasks(args.tasks)
     enc = load_encoder(args.model, device=args.device, pooler=args.pooler)
-    res = evaluate_sts(enc, tasks, text=args.text, mode=args.sts_mode, batch_size=args.batch_size,
-                       precision=args.precision, show_progress=sys.stderr.isatty())
+    res = run_evaluation(enc, tasks, text=args.text, mode=args.sts_mode, split=args.split, batch_size=args.batch_size,
+                         precision=args.precision, show_progress=sys.stderr.isatty())
     res["model"] = args.model
-    print(markdown_table([(args.model, res)]))
-    print(f"\n{res['distinct_sentences']} distinct sentences in {res['seconds']:.1f}s ({args.sts_mode} setting, {args.text} text)")
+    print(format_results(args.model, res))
     if args.output:
         write_results(args.output, res, args.model)
     return 0

@@ -24,7 +24,7 @@ def build_tiny_bert(folder: Path, seed: int = 0, layers: int = 2, dropout: float
     vocab += ["##" + c for c in string.ascii_lowercase] + list(".,!?'") + WORDS
     vocab = list(dict.fromkeys(vocab))
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tok = BertTokenizer(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tok = BertTokenizer(str(folder / "vocab.txt"), do_lower_case=True)  # positional: vocab_file (v4) or vocab (v5)
     cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=dropout,
                      attention_probs_dropout_prob=dropout)

@@ -77,3 +77,16 @@ def test_eval_writes_results_and_report(tiny_bert, tmp_path, capsys):
     assert md.index("STS13") < md.index("STS-B")  # the paper's column order
     assert main(["report", str(tmp_path / "r1"), str(tmp_path / "r1"), "--delta"]) == 0
     assert "| change | +0.00 | +0.00 | +0.00 |" in capsys.readouterr().out
+
+
+def test_eval_align_uniform_and_retrieval(tiny_bert, tmp_path, capsys):
+    assert main(["eval", str(tiny_bert), "--tasks", "align_uniform,stsb-retrieval", "--output", str(tmp_path / "r")]) == 0
+    res = json.loads((tmp_path / "r" / "results.json").read_text())
+    au = res["align_uniform"]
+    assert 0 <= au["alignment"] <= 4 and au["uniformity"] <= 0
+    m = res["retrieval"]["stsb-retrieval"]["metrics"]
+    assert set(m) == {"recall@1", "recall@5", "recall@10", "mrr@10", "map", "ndcg@10"}
+    assert m["recall@1"] <= m["recall@5"] <= m["recall@10"]
+    assert "alignment" in (tmp_path / "r" / "results.md").read_text()
+    assert main(["eval", str(tiny_bert), "--tasks", "stsb,nope"]) == 2
+    assert "unknown task 'nope'" in capsys.readouterr().err

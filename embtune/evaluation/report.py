@@ -32,12 +32,29 @@ def markdown_table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def format_results(name: str, results: dict) -> str:
+    """The Markdown for one evaluation: the correlation table, alignment/uniformity, retrieval."""
+    parts = []
+    if results.get("tasks"):
+        parts.append(markdown_table([(name, results)]))
+        parts.append(f"Spearman ×100 ({results.get('mode', 'all')} setting, {results.get('text', 'senteval')} text, "
+                     f"{results.get('split', 'test')} split); {results.get('distinct_sentences', '?')} distinct STS "
+                     f"sentences, {results.get('seconds', 0):.1f}s in all.")
+    au = results.get("align_uniform")
+    if au:
+        parts.append("| alignment | uniformity |\n|---:|---:|\n" f"| {au['alignment']:.4f} | {au['uniformity']:.4f} |")
+    for task, r in results.get("retrieval", {}).items():
+        m = r["metrics"]
+        head = "| task | " + " | ".join(m) + " | queries |"
+        parts.append(head + "\n|---|" + "---:|" * (len(m) + 1) + f"\n| {task} | "
+                     + " | ".join(f"{v:.2f}" for v in m.values()) + f" | {r['queries']} |")
+    return "\n\n".join(parts)
+
+
 def write_results(out_dir: str | Path, results: dict, name: str) -> None:
     out = Path(out_dir)
     write_json(out / "results.json", results)
-    md = markdown_table([(name, results)])
-    meta = f"\nSpearman ×100 ({results.get('mode', 'all')} setting, {results.get('text', 'senteval')} text, {results.get('split', 'test')} split).\n"
-    (out / "results.md").write_text(md + "\n" + meta, encoding="utf-8")
+    (out / "results.md").write_text(format_results(name, results) + "\n", encoding="utf-8")
 
 
 def read_results(run_dir: str | Path) -> dict:

@@ -106,3 +106,8 @@ def test_bad_model_inputs(tmp_path, tiny_bert):
     (tmp_path / "empty").mkdir()
     with pytest.raises(EmbtuneError, match="no config.json"):
         load_encoder(str(tmp_path / "empty"))
+
+
+def test_tiny_tokenizer_knows_its_words(tiny_bert):
+    enc = TransformerEncoder.load(tiny_bert)
+    assert "[UNK]" not in enc.tokenizer.tokenize(SENTENCES[0])

@@ -1,0 +1,148 @@
+"""Retrieval evaluation in the BEIR layout with trec_eval's definitions.
+
+Files: ``corpus.jsonl`` ({"_id", "title"?, "text"}), ``queries.jsonl`` ({"_id", "text"}),
+``qrels/<split>.tsv`` (query-id, corpus-id, score; header line). Documents are ranked by cosine
+similarity; ties are broken as trec_eval does (document id, descending).
+
+Per query, then averaged over the queries that have at least one relevant document (queries
+without one are skipped and counted, as trec_eval does):
+- Recall@k = |relevant ∩ top k| / |relevant|
+- MRR@10   = 1 / rank of the first relevant document within the top 10 (0 if none)
+- MAP      = mean over relevant documents d of precision at d's rank (0 for those not ranked)
+- nDCG@10  = DCG@10 / IDCG@10 with gain = graded relevance, discount log2(rank + 1)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from embtune.data.readers import read_text_lines
+from embtune.errors import EmbtuneError, located
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RetrievalTask:
+    name: str
+    corpus: dict[str, str]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+
+
+def rank(scores: np.ndarray, doc_ids: Sequence[str]) -> list[str]:
+    """Order documents by score descending, ties by document id descending (trec_eval)."""
+    order = sorted(range(len(doc_ids)), key=lambda i: (-float(scores[i]), _Desc(doc_ids[i])))
+    return [doc_ids[i] for i in order]
+
+
+class _Desc(str):
+    def __lt__(self, other: str) -> bool:  # reverse string order for the tie-break
+        return str.__gt__(self, other)
+
+
+def query_metrics(ranking: Sequence[str], rels: Mapping[str, int], ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+    relevant = {d for d, r in rels.items() if r > 0}
+    out: dict[str, float] = {}
+    for k in ks:
+        out[f"recall@{k}"] = len(relevant & set(ranking[:k])) / len(relevant)
+    rr = 0.0
+    for i, d in enumerate(ranking[:10], 1):
+        if d in relevant:
+            rr = 1.0 / i
+            break
+    out["mrr@10"] = rr
+    hits, ap = 0, 0.0
+    for i, d in enumerate(ranking, 1):
+        if d in relevant:
+            hits += 1
+            ap += hits / i
+    out["map"] = ap / len(relevant)
+    dcg = sum(rels.get(d, 0) / math.log2(i + 1) for i, d in enumerate(ranking[:10], 1) if rels.get(d, 0) > 0)
+    ideal = sorted((r for r in rels.values() if r > 0), reverse=True)[:10]
+    idcg = sum(r / math.log2(i + 1) for i, r in enumerate(ideal, 1))
+    out["ndcg@10"] = dcg / idcg
+    return out
+
+
+def evaluate_retrieval(encoder, task: RetrievalTask, batch_size: int = 64, precision: str = "fp32") -> dict:
+    doc_ids = list(task.corpus)
+    q_ids = [q for q in task.queries if any(r > 0 for r in task.qrels.get(q, {}).values())]
+    skipped = len(task.queries) - len(q_ids)
+    if skipped:
+        logger.warning("%s: %d quer(ies) without a relevant document skipped", task.name, skipped)
+    if not q_ids:
+        raise EmbtuneError(f"{task.name}: no query has a relevant document")
+    d = encoder.encode([task.corpus[i] for i in doc_ids], batch_size=batch_size, normalize=True, precision=precision)
+    q = encoder.encode([task.queries[i] for i in q_ids], batch_size=batch_size, normalize=True, precision=precision)
+    sims = q.astype(np.float64) @ d.astype(np.float64).T
+    per = [query_metrics(rank(sims[i], doc_ids), task.qrels[qid]) for i, qid in enumerate(q_ids)]
+    metrics = {k: 100 * float(np.mean([p[k] for p in per])) for k in per[0]}
+    return {"metrics": metrics, "queries": len(q_ids), "queries_skipped": skipped, "corpus": len(doc_ids)}
+
+
+def _read_jsonl_ids(path: Path, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for i, ln in enumerate(read_text_lines(path), 1):
+        if not ln.strip():
+            continue
+        try:
+            obj = json.loads(ln)
+        except json.JSONDecodeError as e:
+            raise located(path, i, f"invalid JSON ({e.msg}); expected one {what} object per line") from e
+        if not isinstance(obj, dict) or "_id" not in obj or not isinstance(obj.get("text"), str):
+            raise located(path, i, f"expected a {what} object with '_id' and 'text'")
+        title = obj.get("title") or ""
+        out[str(obj["_id"])] = f"{title} {obj['text']}".strip() if title else obj["text"]
+    return out
+
+
+def load_beir(folder: str | Path, split: str = "test") -> RetrievalTask:
+    folder = Path(folder)
+    corpus = _read_jsonl_ids(folder / "corpus.jsonl", "document")
+    queries = _read_jsonl_ids(folder / "queries.jsonl", "query")
+    qpath = folder / "qrels" / f"{split}.tsv"
+    qrels: dict[str, dict[str, int]] = {}
+    for i, ln in enumerate(read_text_lines(qpath), 1):
+        cells = ln.split("\t")
+        if i == 1 and not cells[-1].strip().lstrip("-").isdigit():
+            continue  # header
+        if not ln.strip():
+            continue
+        if len(cells) != 3:
+            raise located(qpath, i, f"expected 3 tab-separated columns (query-id, corpus-id, score), found {len(cells)}")
+        qid, did, score = cells[0], cells[1], cells[2].strip()
+        if qid not in queries:
+            raise located(qpath, i, f"unknown query id {qid!r} (not in queries.jsonl)")
+        if did not in corpus:
+            raise located(qpath, i, f"unknown document id {did!r} (not in corpus.jsonl)")
+        try:
+            qrels.setdefault(qid, {})[did] = int(score)
+        except ValueError as e:
+            raise located(qpath, i, f"score {score!r} is not an integer") from e
+    queries = {q: t for q, t in queries.items() if q in qrels}  # BEIR evaluates the queries of the split
+    return RetrievalTask(folder.name, corpus, queries, qrels)
+
+
+def stsb_retrieval_task(threshold: float = 4.0) -> RetrievalTask:
+    """Built-in task: for every STS-B test pair with gold score >= 4, retrieve its sentence2 among all
+    distinct sentence2s of STS-B test (raw text)."""
+    from embtune.evaluation.sts import load_sts
+
+    d = load_sts("stsb", "test", text="raw")
+    docs = list(dict.fromkeys(d.sent2))
+    doc_id = {s: f"d{i}" for i, s in enumerate(docs)}
+    queries, qrels = {}, {}
+    for s1, s2, score in zip(d.sent1, d.sent2, d.scores):
+        if score >= threshold:
+            qid = f"q{len(queries)}"
+            queries[qid] = s1
+            qrels[qid] = {doc_id[s2]: 1}
+    return RetrievalTask("stsb-retrieval", {v: k for k, v in doc_id.items()}, queries, qrels)
