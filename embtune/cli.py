@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -46,6 +47,14 @@ def _add_train(sub) -> None:
     p.add_argument("--device", default=S)
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=S)
     p.add_argument("--trust-remote-code", type=_bool, nargs="?", const=True, default=S)
+    p.add_argument("--eval-steps", type=int, default=S, help="evaluate on STS-B dev every N steps and keep the best")
+    p.add_argument("--eval-sickr", type=_bool, nargs="?", const=True, default=S, help="also evaluate on SICK-R dev")
+    p.add_argument("--metric-for-best", default=S, help="stsb_dev_spearman (default), sickr_dev_spearman, alignment, uniformity")
+    p.add_argument("--final-eval", default=None,
+                   help="after training, evaluate on these tasks (e.g. sts12,...,sickr) into OUTPUT/results.json")
+    p.add_argument("--seeds", default=None,
+                   help="comma-separated seeds: train once per seed into OUTPUT/seed-N, evaluate each on the STS "
+                        "suite (or --final-eval) and print mean ± std")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
 
 
@@ -98,14 +107,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from embtune.config import resolve_config
+    from embtune.evaluation.sts import STS_TASKS
+
+    skip = ("command", "config", "verbose", "no_progress", "final_eval", "seeds")
+    overrides = {k: v for k, v in vars(args).items() if k not in skip}
+    cfg = resolve_config(args.config, overrides)
+    if not args.seeds:
+        _train_and_eval(cfg, args.final_eval, progress=not args.no_progress)
+        return 0
+    try:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError as e:
+        raise EmbtuneError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from e
+    runs = []
+    for seed in seeds:
+        run = dataclasses.replace(cfg, seed=seed, output=str(Path(cfg.output) / f"seed-{seed}"))
+        _train_and_eval(run, args.final_eval or ",".join(STS_TASKS), progress=not args.no_progress)
+        runs.append(run.output)
+    from embtune.evaluation.report import report_table
+
+    print(report_table(runs))
+    return 0
+
+
+def _train_and_eval(cfg, final_eval: str | None, progress: bool) -> None:
+    from embtune.encoders import load_encoder
+    from embtune.evaluation.report import format_results, write_results
+    from embtune.evaluation.suite import parse_tasks, run_evaluation
     from embtune.training import train
 
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", "verbose", "no_progress")}
-    cfg = resolve_config(args.config, overrides)
-    metrics = train(cfg, progress=not args.no_progress)
+    tasks = parse_tasks(final_eval) if final_eval else None  # fail on a bad task name before training
+    metrics = train(cfg, progress=progress)
     print(f"saved {cfg.output}: {metrics['steps']} steps, {metrics['seconds_per_step']:.3f} s/step, "
           f"loss {metrics['loss_first']:.4f} -> {metrics['loss_last']:.4f}")
-    return 0
+    if tasks:
+        res = run_evaluation(load_encoder(cfg.output, device=cfg.device), tasks, precision=cfg.precision)
+        res["model"] = cfg.output
+        write_results(cfg.output, res, cfg.output)
+        print(format_results(cfg.output, res))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -36,6 +36,10 @@ class TrainConfig:
     precision: str = "fp32"
     trust_remote_code: bool = False
     log_every: int = 10
+    # evaluation during training (SimCSE's official setting: every 125 steps on STS-B dev, keep the best)
+    eval_steps: int | None = None
+    eval_sickr: bool = False
+    metric_for_best: str = "stsb_dev_spearman"
 
     def validate(self) -> "TrainConfig":
         for name in ("batch_size", "max_seq_length", "epochs"):
@@ -47,6 +51,14 @@ class TrainConfig:
             raise EmbtuneError(f"max_steps must be >= 1, got {self.max_steps}")
         if not self.lr > 0:
             raise EmbtuneError(f"lr must be > 0, got {self.lr}")
+        from embtune.evaluation.dev import DEV_METRICS
+
+        if self.metric_for_best not in DEV_METRICS:
+            raise EmbtuneError(f"metric_for_best must be one of {', '.join(DEV_METRICS)}, got {self.metric_for_best!r}")
+        if self.metric_for_best == "sickr_dev_spearman" and not self.eval_sickr:
+            raise EmbtuneError("metric_for_best sickr_dev_spearman needs eval_sickr")
+        if self.eval_steps is not None and self.eval_steps < 1:
+            raise EmbtuneError(f"eval_steps must be >= 1, got {self.eval_steps}")
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise EmbtuneError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
         return self

@@ -90,3 +90,18 @@ def test_eval_align_uniform_and_retrieval(tiny_bert, tmp_path, capsys):
     assert "alignment" in (tmp_path / "r" / "results.md").read_text()
     assert main(["eval", str(tiny_bert), "--tasks", "stsb,nope"]) == 2
     assert "unknown task 'nope'" in capsys.readouterr().err
+
+
+def test_seeds_train_eval_and_report_mean_std(tiny_bert, unsup_file, tmp_path, capsys):
+    out = tmp_path / "seeds"
+    assert main(["train", "--model", str(tiny_bert), "--train-file", str(unsup_file), "--output", str(out),
+                 "--batch-size", "4", "--max-steps", "2", "--seeds", "1,2", "--final-eval", "stsb,sickr",
+                 "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    a = json.loads((out / "seed-1" / "results.json").read_text())
+    b = json.loads((out / "seed-2" / "results.json").read_text())
+    assert a["tasks"]["stsb"]["spearman"] != b["tasks"]["stsb"]["spearman"]
+    vals = [a["tasks"]["stsb"]["spearman"], b["tasks"]["stsb"]["spearman"]]
+    mean, std = np.mean(vals), np.std(vals, ddof=1)
+    assert f"{mean:.2f} ± {std:.2f}" in text
+    assert "mean ± std (2 runs)" in text

@@ -29,16 +29,22 @@ def uniformity(x: torch.Tensor, t: float = 2.0) -> float:
 
 def evaluate_align_uniform(encoder, batch_size: int = 64, precision: str = "fp32", threshold: float = 4.0) -> dict:
     dev = load_sts("stsb", split="dev")
-    pos = dev.scores > threshold
     sents = list(dict.fromkeys([*dev.sent1, *dev.sent2]))
     emb = encoder.encode(sents, batch_size=batch_size, precision=precision)
+    return align_uniform_from(dev, sents, emb, threshold)
+
+
+def align_uniform_from(dev, sents: list[str], emb: np.ndarray, threshold: float = 4.0) -> dict:
+    """Both measures from embeddings already computed for ``sents`` (which cover STS-B dev)."""
+    pos = dev.scores > threshold
     row = {s: i for i, s in enumerate(sents)}
+    dev_rows = sorted({row[s] for s in (*dev.sent1, *dev.sent2)})
     e = torch.from_numpy(emb)
     a_idx = [row[s] for s, p in zip(dev.sent1, pos) if p]
     b_idx = [row[s] for s, p in zip(dev.sent2, pos) if p]
     return {
         "alignment": alignment(e[a_idx], e[b_idx]),
-        "uniformity": uniformity(e),
+        "uniformity": uniformity(e[dev_rows]),
         "positive_pairs": int(np.sum(pos)),
-        "sentences": len(sents),
+        "sentences": len(dev_rows),
     }

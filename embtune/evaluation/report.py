@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from embtune.errors import EmbtuneError
 from embtune.evaluation.sts import STS_TASKS, TASK_LABELS
 from embtune.utils import write_json
@@ -65,8 +67,22 @@ def read_results(run_dir: str | Path) -> dict:
     return json.loads(p.read_text(encoding="utf-8"))
 
 
+def mean_std_row(rows: list[dict]) -> dict:
+    """Mean ± sample std per task over runs (e.g. seeds), for tasks present in every run."""
+    tasks = [t for t in columns_of(rows) if all(t in r["tasks"] for r in rows)]
+
+    def fmt(vals: list[float]) -> str:
+        arr = np.asarray(vals, dtype=np.float64)
+        return f"{arr.mean():.2f} ± {arr.std(ddof=1) if len(arr) > 1 else 0.0:.2f}"
+
+    return {"tasks": {t: {"spearman": fmt([r["tasks"][t]["spearman"] for r in rows])} for t in tasks},
+            "avg": fmt([float(np.mean([r["tasks"][t]["spearman"] for t in tasks])) for r in rows])}
+
+
 def report_table(run_dirs: list[str], delta: bool = False) -> str:
     rows = [(str(d), read_results(d)) for d in run_dirs]
+    if len(rows) >= 2 and not delta:
+        rows.append((f"mean ± std ({len(rows)} runs)", mean_std_row([r for _, r in rows])))
     if delta and len(rows) >= 2:
         first, last = rows[0][1], rows[-1][1]
         d = {"tasks": {t: {"spearman": last["tasks"][t]["spearman"] - first["tasks"][t]["spearman"]}

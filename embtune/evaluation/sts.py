@@ -9,6 +9,7 @@ SentEval-tokenized version the paper's numbers come from; ``raw`` is the origina
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ class STSData:
         return len(self.scores)
 
 
+@functools.lru_cache(maxsize=64)
 def load_sts(task: str, split: str = "test", text: str = "senteval") -> STSData:
     if task not in STS_TASKS:
         raise EmbtuneError(f"unknown STS task {task!r}; expected one of: {', '.join(STS_TASKS)}")

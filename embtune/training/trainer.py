@@ -4,6 +4,7 @@ official SimCSE code runs with) -> save a sentence-transformers folder with conf
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -17,6 +18,7 @@ from embtune.data import duplicate_free_batches, read_train_file
 from embtune.encoders import load_encoder
 from embtune.encoders.base import Encoder, autocast
 from embtune.errors import EmbtuneError
+from embtune.evaluation.dev import evaluate_dev, is_better
 from embtune.objectives import Objective, get_objective_class
 from embtune.utils import library_versions, resolve_device, seed_everything, write_json
 
@@ -47,6 +49,63 @@ def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -
         return max(0.0, (total - step) / max(1, total - warmup))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class EvalTracker:
+    """Evaluates every ``eval_steps`` steps, logs to JSON lines and TensorBoard, keeps the best weights
+    in memory (as the official code keeps the best checkpoint) and restores them at the end."""
+
+    def __init__(self, cfg: TrainConfig, out: Path):
+        self.cfg, self.out = cfg, out
+        self.history: list[dict] = []
+        self.best: float | None = None
+        self.best_step: int | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.tb = _tensorboard(out)
+
+    def log_loss(self, step: int, loss: float, lr: float) -> None:
+        if self.tb is not None:
+            self.tb.add_scalar("train/loss", loss, step)
+            self.tb.add_scalar("train/lr", lr, step)
+
+    def evaluate(self, encoder: Encoder, step: int) -> dict:
+        m = evaluate_dev(encoder, sickr=self.cfg.eval_sickr, precision=self.cfg.precision)
+        rec = {"step": step, **m}
+        self.history.append(rec)
+        with open(self.out / "eval_history.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+        if self.tb is not None:
+            for k, v in m.items():
+                self.tb.add_scalar(f"eval/{k}", v, step)
+        value = m[self.cfg.metric_for_best]
+        if is_better(self.cfg.metric_for_best, value, self.best):
+            self.best, self.best_step = value, step
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in encoder.state_dict().items()}
+        logger.info("step %d: %s (best %s %.4f at step %d)", step,
+                    " ".join(f"{k}={v:.4f}" for k, v in m.items()), self.cfg.metric_for_best, self.best, self.best_step)
+        return rec
+
+    def finish(self, encoder: Encoder) -> dict:
+        if self.best_state is not None:
+            encoder.load_state_dict(self.best_state)
+            logger.info("loaded the best checkpoint: step %d (%s %.4f)", self.best_step, self.cfg.metric_for_best, self.best)
+        if self.history:
+            from embtune.evaluation.plots import plot_align_uniform
+
+            plot_align_uniform(self.history, self.out / "align_uniform.png", title=f"{self.cfg.objective} ({self.cfg.model})")
+        if self.tb is not None:
+            self.tb.close()
+        return {"best_step": self.best_step, "best_metric": self.cfg.metric_for_best, "best_value": self.best,
+                "evaluations": self.history}
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        logger.warning("tensorboard is not installed: metrics go to JSON files only")
+        return None
+    return SummaryWriter(log_dir=str(out / "tensorboard"))
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
@@ -89,6 +148,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     write_json(out / "train_config.json", config_dict(cfg))
     write_json(out / "versions.json", library_versions())
 
+    (out / "eval_history.jsonl").unlink(missing_ok=True)
+    tracker = EvalTracker(cfg, out)
     encoder.train()
     losses: list[float] = []
     step, epoch, seen = 0, 0, 0
@@ -110,6 +171,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             step += 1
             seen += len(idx)
             losses.append(loss.item())
+            tracker.log_loss(step, losses[-1], scheduler.get_last_lr()[0])
+            if cfg.eval_steps and (step % cfg.eval_steps == 0 or step == total_steps):
+                tracker.evaluate(encoder, step)
             elapsed = time.perf_counter() - t_start
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", ex_per_s=f"{seen / elapsed:.1f}")
@@ -119,6 +183,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     bar.close()
     train_seconds = time.perf_counter() - t_start
 
+    best = tracker.finish(encoder)
     encoder.eval()
     encoder.save(out, extra={"train_config": config_dict(cfg)})
     metrics = {
@@ -135,6 +200,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         "train_examples": len(data),
         "skipped_blank_lines": data.skipped_blank,
         "pooler": encoder.pooler,
+        **best,
     }
     write_json(out / "metrics.json", metrics)
     logger.info("saved model to %s (%d steps, %.2fs/step)", out, step, metrics["seconds_per_step"])

@@ -79,3 +79,36 @@ def test_objective_and_file_mismatch(tiny_bert, sup_file, unsup_file, tmp_path):
         train(cfg_for(tiny_bert, sup_file, tmp_path / "o"), progress=False)
     with pytest.raises(EmbtuneError, match="expects columns"):
         train(cfg_for(tiny_bert, unsup_file, tmp_path / "o", objective="sup-simcse"), progress=False)
+
+
+def test_best_checkpoint_is_restored(tiny_bert, unsup_file, tmp_path, monkeypatch):
+    """A run whose dev score peaks mid-training ends with the peak checkpoint's weights."""
+    import embtune.training.trainer as trainer_mod
+
+    scripted = iter([10.0, 50.0, 20.0])
+    snapshots = []
+
+    def fake_dev(encoder, sickr=False, batch_size=64, precision="fp32"):
+        snapshots.append({k: v.detach().clone() for k, v in encoder.state_dict().items()})
+        return {"stsb_dev_spearman": next(scripted), "alignment": 0.5, "uniformity": -2.0}
+
+    monkeypatch.setattr(trainer_mod, "evaluate_dev", fake_dev)
+    m = train(cfg_for(tiny_bert, unsup_file, tmp_path / "o", max_steps=6, eval_steps=2), progress=False)
+    assert m["best_step"] == 4 and m["best_value"] == 50.0
+    assert len(snapshots) == 3
+    saved = load_file(str(tmp_path / "o" / "model.safetensors"))
+    peak, last = snapshots[1], snapshots[2]
+    key = next(k for k in saved if k.endswith("word_embeddings.weight"))
+    assert (saved[key] == peak["backbone." + key]).all()
+    assert not (saved[key] == last["backbone." + key]).all()
+    lines = (tmp_path / "o" / "eval_history.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [2, 4, 6]
+    assert (tmp_path / "o" / "align_uniform.png").stat().st_size > 1000
+    assert any((tmp_path / "o" / "tensorboard").iterdir())
+
+
+def test_real_dev_evaluation_runs(tiny_bert, unsup_file, tmp_path):
+    m = train(cfg_for(tiny_bert, unsup_file, tmp_path / "o", max_steps=2, eval_steps=2, eval_sickr=True), progress=False)
+    ev = m["evaluations"][0]
+    assert set(ev) == {"step", "stsb_dev_spearman", "sickr_dev_spearman", "alignment", "uniformity"}
+    assert 0 <= ev["alignment"] <= 4 and ev["uniformity"] <= 0
