@@ -31,6 +31,17 @@ class TrainConfig:
     pooler: str | None = None  # None: a sentence-transformers folder keeps its own, else the objective's
     mlp_only_train: bool | None = None  # None: the objective's choice (unsup: True, sup: False)
     hard_negative_weight: float = 1.0  # the paper's α (added to the own hard negative's logit as log α)
+    # the SimCSE family (issue: objectives)
+    negatives: str = "batch"  # unsup-simcse: batch | both-views (2N−1)
+    augment: str | None = None  # unsup-simcse: comma-separated discrete augmentations for the 2nd view
+    augment_ratio: float | None = None  # their ratio p (each augmentation's default when unset)
+    dropout: bool = True  # False: turn dropout off (augmentations alone as the positive view)
+    views: int = 2  # multiview-am: K
+    margin: float = 0.0  # multiview-am: additive margin m
+    tsdae_deletion_ratio: float = 0.6
+    tsdae_tie_decoder: bool = True
+    mlm_weight: float = 0.0  # λ of the auxiliary MLM loss (appendix: 0.1); 0 = off
+    mlm_probability: float = 0.15
     seed: int = 42
     device: str | None = None
     precision: str = "fp32"

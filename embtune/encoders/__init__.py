@@ -27,6 +27,7 @@ def load_encoder(
     enc = TransformerEncoder.load(folder, pooler=pooler, mlp_only_train=mlp_only_train,
                                   trust_remote_code=trust_remote_code, default_pooler=default_pooler,
                                   default_mlp_only_train=default_mlp_only_train)
+    enc.source_path = folder
     enc.eval()
     return enc.to(resolve_device(device))
 

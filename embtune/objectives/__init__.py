@@ -4,13 +4,17 @@ own file and add it to ``OBJECTIVES`` below."""
 from __future__ import annotations
 
 from embtune.errors import EmbtuneError
-from embtune.objectives.base import Objective
+from embtune.objectives.base import Batch, Objective
+from embtune.objectives.multiview_am import MultiViewAMSoftmax
 from embtune.objectives.sup_simcse import SupSimCSE
+from embtune.objectives.tsdae import TSDAE
 from embtune.objectives.unsup_simcse import UnsupSimCSE
 
 OBJECTIVES: dict[str, type[Objective]] = {
     UnsupSimCSE.name: UnsupSimCSE,
     SupSimCSE.name: SupSimCSE,
+    MultiViewAMSoftmax.name: MultiViewAMSoftmax,
+    TSDAE.name: TSDAE,
 }
 
 
@@ -20,4 +24,4 @@ def get_objective_class(name: str) -> type[Objective]:
     return OBJECTIVES[name]
 
 
-__all__ = ["Objective", "OBJECTIVES", "get_objective_class", "UnsupSimCSE", "SupSimCSE"]
+__all__ = ["Batch", "Objective", "OBJECTIVES", "get_objective_class", "UnsupSimCSE", "SupSimCSE", "MultiViewAMSoftmax", "TSDAE"]

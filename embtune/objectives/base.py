@@ -3,21 +3,40 @@
 An objective does two things, kept apart so wrappers (gradient caching, the cross-process gather)
 can reuse the second:
 
-1. :meth:`Objective.views` turns a batch of examples into V lists of N token-id sequences
-   (the views to embed: two dropout views of each sentence, or anchor/positive/hard negative);
+1. :meth:`Objective.views` turns a :class:`Batch` into V lists of N token-id sequences (the views
+   to embed: two dropout views of each sentence, an augmented view, anchor/positive/hard negative);
    the training loop embeds all V*N sequences in one forward pass into a (V, N, d) tensor.
-2. :meth:`Objective.loss` computes the loss from that (V, N, d) tensor of embeddings.
+2. :meth:`Objective.loss` computes the loss from that (V, N, d) tensor (and the batch, for
+   objectives such as TSDAE that reconstruct the original tokens).
+
+To add an objective: subclass :class:`Objective` in its own file and add one line to the registry
+in ``embtune/objectives/__init__.py``.
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 from torch import Tensor, nn
 
 from embtune.errors import EmbtuneError
 
-Example = tuple[list[int], ...]  # one token-id list per column of the training file
+
+@dataclass
+class Batch:
+    texts: list[tuple[str, ...]]  # one string per column of the training file
+    ids: list[tuple[list[int], ...]]  # the same, tokenized once before training
+    tokenize: Callable[[Sequence[str]], list[list[int]]]  # for views made at training time
+    rng: random.Random  # seeded per step: augmentations are reproducible
+
+    def column(self, c: int) -> list[list[int]]:
+        return [ex[c] for ex in self.ids]
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 class Objective(nn.Module):
@@ -33,15 +52,18 @@ class Objective(nn.Module):
         """Build the objective from a :class:`~embtune.config.TrainConfig`."""
         return cls(temperature=cfg.temperature)
 
+    def setup(self, encoder) -> None:
+        """Called once with the encoder before training (e.g. to build a decoder)."""
+
     def check_columns(self, path: str, columns: tuple[str, ...]) -> None:
         if columns not in self.accepts:
             want = " or ".join("(" + ", ".join(c) + ")" for c in self.accepts)
             raise EmbtuneError(f"{path}: objective {self.name!r} expects columns {want}, the file has ({', '.join(columns)})")
 
-    def views(self, batch: list[Example]) -> list[list[list[int]]]:
+    def views(self, batch: Batch) -> list[list[list[int]]]:
         raise NotImplementedError
 
-    def loss(self, embeddings: Tensor) -> Tensor:
+    def loss(self, embeddings: Tensor, batch: Batch | None = None) -> Tensor:
         """Loss from embeddings of shape (V, N, d), V views of N examples."""
         raise NotImplementedError
 

@@ -36,3 +36,16 @@ def info_nce(
         logits = torch.cat([logits, hard], dim=1)
     labels = torch.arange(anchors.shape[0], device=anchors.device)
     return F.cross_entropy(logits, labels)
+
+
+def info_nce_both_views(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
+    """The 2N−1 variant: each of the 2N embeddings is contrasted against all 2N−1 others (its other
+    view is the positive, the 2N−2 remaining ones are negatives), symmetric over the two views
+    (the NT-Xent form of SimCLR, Chen et al. 2020)."""
+    n = z1.shape[0]
+    z = torch.cat([z1, z2], dim=0)
+    logits = cosine_matrix(z, z) / temperature
+    self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_mask, -math.inf)
+    labels = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(logits, labels)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from embtune.errors import EmbtuneError
-from embtune.objectives.base import Example, Objective, check_temperature
+from embtune.objectives.base import Batch, Objective, check_temperature
 from embtune.objectives.infonce import info_nce
 
 
@@ -31,9 +31,9 @@ class SupSimCSE(Objective):
     def from_config(cls, cfg) -> "SupSimCSE":
         return cls(temperature=cfg.temperature, hard_negative_weight=cfg.hard_negative_weight)
 
-    def views(self, batch: list[Example]) -> list[list[list[int]]]:
-        return [[ex[c] for ex in batch] for c in range(len(batch[0]))]
+    def views(self, batch: Batch) -> list[list[list[int]]]:
+        return [batch.column(c) for c in range(len(batch.ids[0]))]
 
-    def loss(self, embeddings: Tensor) -> Tensor:
+    def loss(self, embeddings: Tensor, batch: Batch | None = None) -> Tensor:
         hard = embeddings[2] if embeddings.shape[0] > 2 else None
         return info_nce(embeddings[0], embeddings[1], self.temperature, hard, self.hard_negative_weight)

@@ -2,15 +2,23 @@
 
 The positive of a sentence is the same sentence encoded again with another dropout mask; the
 other sentences of the batch are the negatives. Like the official code, the loss is computed in
-one direction (view 1 -> view 2).
+one direction (view 1 -> view 2). Options:
+
+- ``negatives="both-views"``: the 2N−1 variant (every view against all other 2N−1 embeddings).
+- ``augment``: the second view is a discrete augmentation of the sentence (SimCSE Table 1,
+  ESimCSE), on top of dropout, or alone when the trainer disables dropout (``--no-dropout``).
 """
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from embtune.objectives.base import Example, Objective, check_temperature
-from embtune.objectives.infonce import info_nce
+from embtune.errors import EmbtuneError
+from embtune.objectives.augment import augment, check_ratio, parse_augment
+from embtune.objectives.base import Batch, Objective, check_temperature
+from embtune.objectives.infonce import info_nce, info_nce_both_views
+
+NEGATIVES = ("batch", "both-views")
 
 
 class UnsupSimCSE(Objective):
@@ -19,13 +27,28 @@ class UnsupSimCSE(Objective):
     default_pooler = "cls"  # with the MLP during training only (§6.3)
     default_mlp_only_train = True
 
-    def __init__(self, temperature: float = 0.05):
+    def __init__(self, temperature: float = 0.05, negatives: str = "batch", augment: str | None = None,
+                 augment_ratio: float | None = None):
         super().__init__()
         self.temperature = check_temperature(temperature)
+        if negatives not in NEGATIVES:
+            raise EmbtuneError(f"negatives must be one of {', '.join(NEGATIVES)}, got {negatives!r}")
+        self.negatives = negatives
+        self.augment = parse_augment(augment)
+        self.augment_ratio = check_ratio(augment_ratio)
 
-    def views(self, batch: list[Example]) -> list[list[list[int]]]:
-        sents = [ex[0] for ex in batch]
-        return [sents, sents]  # the same tokens twice; dropout makes the two views differ
+    @classmethod
+    def from_config(cls, cfg) -> "UnsupSimCSE":
+        return cls(cfg.temperature, cfg.negatives, cfg.augment, cfg.augment_ratio)
 
-    def loss(self, embeddings: Tensor) -> Tensor:
+    def views(self, batch: Batch) -> list[list[list[int]]]:
+        first = batch.column(0)
+        if not self.augment:
+            return [first, first]  # the same tokens twice; dropout makes the two views differ
+        second = [augment(ex[0], self.augment, batch.rng, self.augment_ratio) for ex in batch.texts]
+        return [first, batch.tokenize(second)]
+
+    def loss(self, embeddings: Tensor, batch: Batch | None = None) -> Tensor:
+        if self.negatives == "both-views":
+            return info_nce_both_views(embeddings[0], embeddings[1], self.temperature)
         return info_nce(embeddings[0], embeddings[1], self.temperature)

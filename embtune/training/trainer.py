@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
 import time
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from embtune.encoders import load_encoder
 from embtune.encoders.base import Encoder, autocast
 from embtune.errors import EmbtuneError
 from embtune.evaluation.dev import evaluate_dev, is_better
-from embtune.objectives import Objective, get_objective_class
+from embtune.objectives import Batch, Objective, get_objective_class
+from embtune.objectives.mlm import AuxiliaryMLM
 from embtune.utils import library_versions, resolve_device, seed_everything, write_json
 
 logger = logging.getLogger(__name__)
@@ -40,6 +42,20 @@ def embed_views(encoder: Encoder, views: list[list[list[int]]], device: torch.de
     with autocast(device, precision):
         emb = encoder.embed_ids(flat)
     return emb.float().view(n_views, n, -1)
+
+
+def disable_dropout(module: torch.nn.Module) -> None:
+    """Turn off every dropout: nn.Dropout modules and attention dropout held as a float."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        for attr in ("dropout_prob", "attention_dropout"):
+            if isinstance(getattr(m, attr, None), float):
+                setattr(m, attr, 0.0)
+
+
+def step_rng(seed: int, step: int) -> random.Random:
+    return random.Random(seed * 1_000_003 + step)
 
 
 def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -130,17 +146,26 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                            trust_remote_code=cfg.trust_remote_code, default_pooler=objective_cls.default_pooler,
                            default_mlp_only_train=objective_cls.default_mlp_only_train)
     logger.info("encoder: pooler=%s mlp=%s mlp_only_train=%s", encoder.pooler, encoder.mlp is not None, encoder.mlp_only_train)
+    if not cfg.dropout:
+        disable_dropout(encoder)
+    objective.setup(encoder)
+    objective.to(device)
+    mlm = AuxiliaryMLM(encoder, cfg.mlm_weight, cfg.mlm_probability) if cfg.mlm_weight else None
 
     # Tokenize every column once, truncated to the training length (§A: max length 32).
     t0 = time.perf_counter()
     columns = [encoder.tokenize_ids([ex[c] for ex in data.examples], max_length=cfg.max_seq_length)
                for c in range(len(data.columns))]
     examples = list(zip(*columns))
+
+    def tokenize(texts):  # views made during training (augmentations, corrupted inputs)
+        return encoder.tokenize_ids(texts, max_length=cfg.max_seq_length)
     logger.info("tokenized %d examples in %.1fs", len(examples), time.perf_counter() - t0)
 
     epoch_batches = duplicate_free_batches(data.examples, batch_size, cfg.seed, epoch=0)
     total_steps = cfg.max_steps or cfg.epochs * len(epoch_batches)
-    optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params = list({id(p): p for m in (encoder, objective, mlm) if m is not None for p in m.parameters()}.values())
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = linear_schedule(optimizer, cfg.warmup_steps, total_steps)
 
     out = Path(cfg.output)
@@ -160,8 +185,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         for idx in batches:
             if step >= total_steps:
                 break
-            emb = embed_views(encoder, objective.views([examples[i] for i in idx]), device, cfg.precision)
-            loss = objective.loss(emb)
+            batch = Batch([data.examples[i] for i in idx], [examples[i] for i in idx], tokenize, step_rng(cfg.seed, step))
+            emb = embed_views(encoder, objective.views(batch), device, cfg.precision)
+            loss = objective.loss(emb, batch)
+            if mlm is not None:
+                with autocast(device, cfg.precision):
+                    loss = loss + mlm(batch.column(0))
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"step {step + 1}: the loss is {loss.item()}; stopping (lower the lr or use fp32)")
             loss.backward()
