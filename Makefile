@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= runs/demo
-DEMO_STEPS ?= 186
+DEMO_STEPS ?= 125
 
 .PHONY: venv dev demo test clean
 
