@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import logging
 import sys
 from pathlib import Path
@@ -57,6 +59,11 @@ def _add_train(sub) -> None:
     p.add_argument("--device", default=S)
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=S)
     p.add_argument("--trust-remote-code", type=_bool, nargs="?", const=True, default=S)
+    p.add_argument("--mini-batch-size", type=int, default=S, help="gradient caching: embed in chunks of this many sequences")
+    p.add_argument("--save-steps", type=int, default=S, help="write a checkpoint every N steps")
+    p.add_argument("--save-total-limit", type=int, default=S, help="keep only the newest N checkpoints")
+    p.add_argument("--resume", default=None, metavar="OUTPUT_DIR",
+                   help="continue the run in OUTPUT_DIR from its last complete checkpoint (its saved config is used)")
     p.add_argument("--eval-steps", type=int, default=S, help="evaluate on STS-B dev every N steps and keep the best")
     p.add_argument("--eval-sickr", type=_bool, nargs="?", const=True, default=S, help="also evaluate on SICK-R dev")
     p.add_argument("--metric-for-best", default=S, help="stsb_dev_spearman (default), sickr_dev_spearman, alignment, uniformity")
@@ -119,8 +126,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from embtune.config import resolve_config
     from embtune.evaluation.sts import STS_TASKS
 
-    skip = ("command", "config", "verbose", "no_progress", "final_eval", "seeds")
+    skip = ("command", "config", "verbose", "no_progress", "final_eval", "seeds", "resume")
     overrides = {k: v for k, v in vars(args).items() if k not in skip}
+    if args.resume:
+        saved = Path(args.resume) / "train_config.json"
+        if not saved.is_file():
+            raise EmbtuneError(f"{saved}: not found; --resume takes the output folder of an earlier run")
+        cfg = resolve_config(None, json.loads(saved.read_text(encoding="utf-8")))
+        _train_and_eval(cfg, args.final_eval, progress=not args.no_progress, resume=True)
+        return 0
     cfg = resolve_config(args.config, overrides)
     if not args.seeds:
         _train_and_eval(cfg, args.final_eval, progress=not args.no_progress)
@@ -140,14 +154,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_and_eval(cfg, final_eval: str | None, progress: bool) -> None:
+def _train_and_eval(cfg, final_eval: str | None, progress: bool, resume: bool = False) -> None:
     from embtune.encoders import load_encoder
     from embtune.evaluation.report import format_results, write_results
     from embtune.evaluation.suite import parse_tasks, run_evaluation
     from embtune.training import train
 
     tasks = parse_tasks(final_eval) if final_eval else None  # fail on a bad task name before training
-    metrics = train(cfg, progress=progress)
+    metrics = train(cfg, progress=progress, resume=resume)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
     print(f"saved {cfg.output}: {metrics['steps']} steps, {metrics['seconds_per_step']:.3f} s/step, "
           f"loss {metrics['loss_first']:.4f} -> {metrics['loss_last']:.4f}")
     if tasks:

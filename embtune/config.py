@@ -47,6 +47,10 @@ class TrainConfig:
     precision: str = "fp32"
     trust_remote_code: bool = False
     log_every: int = 10
+    # scale and reliability
+    mini_batch_size: int | None = None  # gradient caching: embed in chunks of this many sequences
+    save_steps: int | None = None  # checkpoint every N steps (atomic; resume with --resume)
+    save_total_limit: int | None = None  # keep only the newest N checkpoints
     # evaluation during training (SimCSE's official setting: every 125 steps on STS-B dev, keep the best)
     eval_steps: int | None = None
     eval_sickr: bool = False
@@ -68,6 +72,9 @@ class TrainConfig:
             raise EmbtuneError(f"metric_for_best must be one of {', '.join(DEV_METRICS)}, got {self.metric_for_best!r}")
         if self.metric_for_best == "sickr_dev_spearman" and not self.eval_sickr:
             raise EmbtuneError("metric_for_best sickr_dev_spearman needs eval_sickr")
+        for name in ("mini_batch_size", "save_steps", "save_total_limit"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise EmbtuneError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.eval_steps is not None and self.eval_steps < 1:
             raise EmbtuneError(f"eval_steps must be >= 1, got {self.eval_steps}")
         if self.precision not in ("fp32", "bf16", "fp16"):

@@ -46,6 +46,9 @@ class Objective(nn.Module):
     #: pooler for a plain Hugging Face model (a sentence-transformers folder keeps its own)
     default_pooler: ClassVar[str] = "cls"
     default_mlp_only_train: ClassVar[bool] = False
+    #: whether the loss contrasts examples of the batch against each other (then embeddings are
+    #: gathered across processes); False for per-example losses such as TSDAE's
+    needs_global_batch: ClassVar[bool] = True
 
     @classmethod
     def from_config(cls, cfg) -> "Objective":

@@ -26,6 +26,7 @@ class TSDAE(Objective):
     name = "tsdae"
     accepts = (("text",),)
     default_pooler = "cls_before_pooler"
+    needs_global_batch = False
 
     def __init__(self, deletion_ratio: float = 0.6, tie_decoder: bool = True):
         super().__init__()

@@ -1,13 +1,20 @@
-"""The training loop: read data -> tokenize once -> duplicate-free batches -> embed all views in one
-forward pass -> objective loss -> AdamW with linear decay (the Hugging Face Trainer defaults the
-official SimCSE code runs with) -> save a sentence-transformers folder with config and metrics."""
+"""The training loop shared by every objective.
+
+read data -> tokenize once -> duplicate-free global batches (sharded over processes) -> embed all
+views in one forward pass (or in chunks with gradient caching) -> gather embeddings across
+processes -> objective loss -> sum gradients over processes -> AdamW with linear decay (the
+Hugging Face Trainer defaults the official SimCSE code runs with) -> evaluate / checkpoint ->
+save a sentence-transformers folder with the resolved config, library versions and metrics.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
+import os
 import random
+import signal
 import time
 from pathlib import Path
 
@@ -22,6 +29,9 @@ from embtune.errors import EmbtuneError
 from embtune.evaluation.dev import evaluate_dev, is_better
 from embtune.objectives import Batch, Objective, get_objective_class
 from embtune.objectives.mlm import AuxiliaryMLM
+from embtune.training import checkpoint as ckpt
+from embtune.training.distributed import DistContext
+from embtune.training.grad_cache import grad_cache_step
 from embtune.utils import library_versions, resolve_device, seed_everything, write_json
 
 logger = logging.getLogger(__name__)
@@ -31,17 +41,8 @@ class NonFiniteLossError(EmbtuneError):
     pass
 
 
-def embed_views(encoder: Encoder, views: list[list[list[int]]], device: torch.device, precision: str) -> torch.Tensor:
-    """Embed V views of N sequences in one forward pass -> (V, N, d).
-
-    One pass over the concatenation gives every row its own dropout mask, exactly as V passes
-    would, at less overhead (SimCSE §3: "feed the same input to the encoder twice").
-    """
-    n_views, n = len(views), len(views[0])
-    flat = [seq for view in views for seq in view]
-    with autocast(device, precision):
-        emb = encoder.embed_ids(flat)
-    return emb.float().view(n_views, n, -1)
+class Interrupted(EmbtuneError):
+    pass
 
 
 def disable_dropout(module: torch.nn.Module) -> None:
@@ -67,24 +68,39 @@ def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def embed_views(encoder: Encoder, views: list[list[list[int]]], device: torch.device, precision: str) -> torch.Tensor:
+    """Embed V views of N sequences in one forward pass -> (V, N, d).
+
+    One pass over the concatenation gives every row its own dropout mask, exactly as V passes
+    would, at less overhead (SimCSE §3: "feed the same input to the encoder twice").
+    """
+    n_views, n = len(views), len(views[0])
+    flat = [seq for view in views for seq in view]
+    with autocast(device, precision):
+        emb = encoder.embed_ids(flat)
+    return emb.float().view(n_views, n, -1)
+
+
 class EvalTracker:
     """Evaluates every ``eval_steps`` steps, logs to JSON lines and TensorBoard, keeps the best weights
     in memory (as the official code keeps the best checkpoint) and restores them at the end."""
 
-    def __init__(self, cfg: TrainConfig, out: Path):
-        self.cfg, self.out = cfg, out
+    def __init__(self, cfg: TrainConfig, out: Path, active: bool):
+        self.cfg, self.out, self.active = cfg, out, active
         self.history: list[dict] = []
         self.best: float | None = None
         self.best_step: int | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
-        self.tb = _tensorboard(out)
+        self.tb = _tensorboard(out) if active else None
 
     def log_loss(self, step: int, loss: float, lr: float) -> None:
         if self.tb is not None:
             self.tb.add_scalar("train/loss", loss, step)
             self.tb.add_scalar("train/lr", lr, step)
 
-    def evaluate(self, encoder: Encoder, step: int) -> dict:
+    def evaluate(self, encoder: Encoder, step: int) -> None:
+        if not self.active:
+            return
         m = evaluate_dev(encoder, sickr=self.cfg.eval_sickr, precision=self.cfg.precision)
         rec = {"step": step, **m}
         self.history.append(rec)
@@ -99,13 +115,19 @@ class EvalTracker:
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in encoder.state_dict().items()}
         logger.info("step %d: %s (best %s %.4f at step %d)", step,
                     " ".join(f"{k}={v:.4f}" for k, v in m.items()), self.cfg.metric_for_best, self.best, self.best_step)
-        return rec
+
+    def state(self) -> dict:
+        return {"history": self.history, "best": self.best, "best_step": self.best_step}
+
+    def restore(self, state: dict, best_state: dict | None) -> None:
+        self.history, self.best, self.best_step = state["history"], state["best"], state["best_step"]
+        self.best_state = best_state
 
     def finish(self, encoder: Encoder) -> dict:
         if self.best_state is not None:
             encoder.load_state_dict(self.best_state)
             logger.info("loaded the best checkpoint: step %d (%s %.4f)", self.best_step, self.cfg.metric_for_best, self.best)
-        if self.history:
+        if self.history and self.active:
             from embtune.evaluation.plots import plot_align_uniform
 
             plot_align_uniform(self.history, self.out / "align_uniform.png", title=f"{self.cfg.objective} ({self.cfg.model})")
@@ -124,113 +146,262 @@ def _tensorboard(out: Path):
     return SummaryWriter(log_dir=str(out / "tensorboard"))
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> dict:
+class _Signals:
+    """SIGINT/SIGTERM set a flag; the loop checkpoints at the end of the step and stops."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, progress: bool = True, resume: bool = False):
+        cfg.validate()
+        self.cfg, self.progress, self.resume = cfg, progress, resume
+        self.device = resolve_device(cfg.device)
+        self.dist = DistContext.from_env(self.device.type)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.device)
+        if cfg.precision in ("bf16", "fp16") and self.device.type == "cpu" and cfg.precision == "fp16":
+            logger.warning("fp16 on CPU is emulated and slow; bf16 or fp32 are the CPU choices")
+        seed_everything(cfg.seed)
+        self.out = Path(cfg.output)
+
+        objective_cls = get_objective_class(cfg.objective)
+        self.objective: Objective = objective_cls.from_config(cfg)
+        self.data = read_train_file(cfg.train_file)
+        self.objective.check_columns(self.data.path, self.data.columns)
+        if len(self.data) < 2:
+            raise EmbtuneError(f"{self.data.path}: {len(self.data)} example(s); contrastive training needs at least 2 (no negatives otherwise)")
+        self.global_batch = cfg.batch_size * self.dist.world
+        if len(self.data) < self.global_batch:
+            logger.warning("%s has %d examples, fewer than one batch of %d: using batches of %d",
+                           self.data.path, len(self.data), self.global_batch, len(self.data))
+            self.global_batch = len(self.data)
+
+        self.encoder = load_encoder(cfg.model, device=str(self.device), pooler=cfg.pooler,
+                                    mlp_only_train=cfg.mlp_only_train, trust_remote_code=cfg.trust_remote_code,
+                                    default_pooler=objective_cls.default_pooler,
+                                    default_mlp_only_train=objective_cls.default_mlp_only_train)
+        logger.info("encoder: pooler=%s mlp=%s mlp_only_train=%s", self.encoder.pooler,
+                    self.encoder.mlp is not None, self.encoder.mlp_only_train)
+        if not cfg.dropout:
+            disable_dropout(self.encoder)
+        self.objective.setup(self.encoder)
+        self.objective.to(self.device)
+        self.mlm = AuxiliaryMLM(self.encoder, cfg.mlm_weight, cfg.mlm_probability) if cfg.mlm_weight else None
+        # everything trainable, for the optimizer and for checkpoints
+        self.modules = torch.nn.ModuleDict({"encoder": self.encoder, "objective": self.objective})
+        if self.mlm is not None:
+            self.modules["mlm"] = self.mlm
+        self.params = list({id(p): p for p in self.modules.parameters()}.values())
+        # every process draws its own dropout masks
+        torch.manual_seed(cfg.seed + 7919 * self.dist.rank)
+
+        # Tokenize every column once, truncated to the training length (§A: max length 32).
+        t0 = time.perf_counter()
+        columns = [self.tokenize([ex[c] for ex in self.data.examples]) for c in range(len(self.data.columns))]
+        self.examples = list(zip(*columns))
+        logger.info("tokenized %d examples in %.1fs", len(self.examples), time.perf_counter() - t0)
+
+        self.steps_per_epoch = len(self.batches(0))
+        self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = linear_schedule(self.optimizer, cfg.warmup_steps, self.total_steps)
+        self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None
+        self.tracker = EvalTracker(cfg, self.out, active=self.dist.is_main)
+        self.step, self.epoch, self.pos = 0, 0, 0
+        self.losses: list[float] = []
+        self.seen = 0
+
+    # ---- pieces -------------------------------------------------------------------------------
+    def tokenize(self, texts):
+        return self.encoder.tokenize_ids(texts, max_length=self.cfg.max_seq_length)
+
+    _batch_cache: tuple[int, list[list[int]]] | None = None
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        if self._batch_cache is None or self._batch_cache[0] != epoch:
+            self._batch_cache = (epoch, duplicate_free_batches(self.data.examples, self.global_batch, self.cfg.seed, epoch))
+        return self._batch_cache[1]
+
+    def loss_and_backward(self, batch: Batch) -> float:
+        """Forward and backward for this process's part of the global batch; returns the global loss."""
+        cfg, world = self.cfg, self.dist.world
+        views = self.objective.views(batch)
+        n_views, n = len(views), len(views[0])
+        scale = self.scaler.scale if self.scaler is not None else (lambda x: x)
+
+        def loss_from(emb: torch.Tensor) -> torch.Tensor:
+            emb = emb.view(n_views, n, -1)
+            if self.objective.needs_global_batch:
+                return self.objective.loss(self.dist.gather(emb), batch)
+            # no in-batch interaction: the global loss is the mean of the processes' losses
+            return self.objective.loss(emb, batch) / world
+
+        if cfg.mini_batch_size and cfg.mini_batch_size < n_views * n:
+            flat = [seq for view in views for seq in view]
+
+            def embed(ids):
+                with autocast(self.device, cfg.precision):
+                    return self.encoder.embed_ids(ids)
+
+            loss = grad_cache_step(embed, flat, cfg.mini_batch_size, loss_from, self.device, scale)
+        else:
+            emb = embed_views(self.encoder, views, self.device, cfg.precision)
+            loss = loss_from(emb.view(n_views * n, -1))
+            scale(loss).backward()
+        if self.mlm is not None:
+            with autocast(self.device, cfg.precision):
+                mlm_loss = self.mlm(batch.column(0)) / world
+            scale(mlm_loss).backward()
+            loss = loss.detach() + mlm_loss.detach()
+        value = float(loss.item())
+        if not self.objective.needs_global_batch or self.mlm is not None:
+            value = self.dist.all_reduce_mean(value) * world
+        if os.environ.get("EMBTUNE_TEST_NAN_AT_STEP") == str(self.step + 1):  # fault-injection hook for tests
+            value = math.nan
+        return value
+
+    def optimizer_step(self) -> None:
+        self.dist.all_reduce_grads(self.params)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def trainer_state(self) -> dict:
+        return {"step": self.step, "epoch": self.epoch, "pos": self.pos, "losses": self.losses, "seen": self.seen,
+                "seed": self.cfg.seed, "world": self.dist.world, "tracker": self.tracker.state()}
+
+    def save_checkpoint(self) -> None:
+        if self.dist.is_main:
+            ckpt.save_checkpoint(self.out, self.step, model_state=self.modules.state_dict(), optimizer=self.optimizer,
+                                 scheduler=self.scheduler, scaler=self.scaler, trainer_state=self.trainer_state(),
+                                 best_state=self.tracker.best_state, total_limit=self.cfg.save_total_limit)
+        self.dist.barrier()
+
+    def load_last_checkpoint(self) -> None:
+        path = ckpt.last_checkpoint(self.out)
+        state, best = ckpt.load_checkpoint(path, module=self.modules, optimizer=self.optimizer,
+                                           scheduler=self.scheduler, scaler=self.scaler)
+        if state["world"] != self.dist.world:
+            raise EmbtuneError(f"{path}: saved with {state['world']} process(es), resumed with {self.dist.world}")
+        self.step, self.epoch, self.pos = state["step"], state["epoch"], state["pos"]
+        self.losses, self.seen = state["losses"], state["seen"]
+        self.tracker.restore(state["tracker"], best)
+        if self.dist.enabled:  # each process continues its own dropout stream
+            torch.manual_seed(self.cfg.seed + 7919 * self.dist.rank + 104729 * self.step)
+        logger.info("resumed from %s (step %d)", path, self.step)
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def run(self) -> dict:
+        cfg = self.cfg
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_json(self.out / "train_config.json", config_dict(cfg))
+            write_json(self.out / "versions.json", library_versions())
+        if self.resume:
+            self.load_last_checkpoint()
+        elif self.dist.is_main:
+            (self.out / "eval_history.jsonl").unlink(missing_ok=True)
+        self.encoder.train()
+        self.objective.train()
+        t_start = time.perf_counter()
+        seen_at_start, step_at_start = self.seen, self.step
+        sleep = float(os.environ.get("EMBTUNE_TEST_SLEEP_PER_STEP", "0"))  # test hook: a slow run to interrupt
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress or not self.dist.is_main,
+                   desc=cfg.objective, unit="step")
+        with _Signals() as signals:
+            while self.step < self.total_steps:
+                batches = self.batches(self.epoch)
+                while self.pos < len(batches) and self.step < self.total_steps:
+                    idx = self.dist.shard(batches[self.pos])
+                    batch = Batch([self.data.examples[i] for i in idx], [self.examples[i] for i in idx],
+                                  self.tokenize, step_rng(cfg.seed, self.step))
+                    loss = self.loss_and_backward(batch)
+                    if not math.isfinite(loss):
+                        raise NonFiniteLossError(
+                            f"step {self.step + 1}: the loss is {loss}; stopping. The last checkpoint (if any) in "
+                            f"{self.out / 'checkpoints'} is intact (lower the lr, or use fp32)")
+                    self.optimizer_step()
+                    self.step += 1
+                    self.pos += 1
+                    self.seen += len(batches[self.pos - 1])
+                    self.losses.append(loss)
+                    elapsed = time.perf_counter() - t_start
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}", ex_per_s=f"{(self.seen - seen_at_start) / elapsed:.1f}")
+                    if not self.progress and cfg.log_every and self.step % cfg.log_every == 0 and self.dist.is_main:
+                        logger.info("step %d/%d loss %.4f %.1f ex/s", self.step, self.total_steps, loss,
+                                    (self.seen - seen_at_start) / elapsed)
+                    self.tracker.log_loss(self.step, loss, self.scheduler.get_last_lr()[0])
+                    if cfg.eval_steps and (self.step % cfg.eval_steps == 0 or self.step == self.total_steps):
+                        self.tracker.evaluate(self.encoder, self.step)
+                        self.encoder.train()
+                    if cfg.save_steps and self.step % cfg.save_steps == 0 and self.step < self.total_steps:
+                        self.save_checkpoint()
+                    if self.dist.any(signals.received is not None):
+                        self.save_checkpoint()
+                        raise Interrupted(f"interrupted at step {self.step}; checkpoint saved; continue with "
+                                          f"`embtune train --resume {self.out}`")
+                    if sleep:
+                        time.sleep(sleep)
+                if self.pos >= len(batches):
+                    self.epoch, self.pos = self.epoch + 1, 0
+        bar.close()
+        train_seconds = time.perf_counter() - t_start
+        best = self.tracker.finish(self.encoder)
+        steps_run = max(1, self.step - step_at_start)
+        metrics = {
+            "steps": self.step,
+            "epochs_started": self.epoch + (1 if self.pos else 0),
+            "examples_seen": self.seen,
+            "train_seconds": round(train_seconds, 3),
+            "seconds_per_step": round(train_seconds / steps_run, 4),
+            "examples_per_second": round((self.seen - seen_at_start) / max(train_seconds, 1e-9), 2),
+            "world_size": self.dist.world,
+            "loss_first": self.losses[0] if self.losses else math.nan,
+            "loss_last": self.losses[-1] if self.losses else math.nan,
+            "loss_mean_last_10": sum(self.losses[-10:]) / max(1, len(self.losses[-10:])),
+            "losses": self.losses,
+            "train_examples": len(self.data),
+            "skipped_blank_lines": self.data.skipped_blank,
+            "pooler": self.encoder.pooler,
+            **best,
+        }
+        if self.dist.is_main:
+            self.encoder.eval()
+            self.encoder.save(self.out, extra={"train_config": config_dict(cfg)})
+            write_json(self.out / "metrics.json", metrics)
+            logger.info("saved model to %s (%d steps, %.2fs/step)", self.out, self.step, metrics["seconds_per_step"])
+        self.dist.barrier()
+        return metrics
+
+
+def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict:
     """Train ``cfg.model`` with ``cfg.objective`` on ``cfg.train_file``; returns the metrics."""
-    cfg.validate()
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    objective_cls = get_objective_class(cfg.objective)
-    objective: Objective = objective_cls.from_config(cfg)
-
-    data = read_train_file(cfg.train_file)
-    objective.check_columns(data.path, data.columns)
-    if len(data) < 2:
-        raise EmbtuneError(f"{data.path}: {len(data)} example(s); contrastive training needs at least 2 (no negatives otherwise)")
-    batch_size = cfg.batch_size
-    if len(data) < batch_size:
-        logger.warning("%s has %d examples, fewer than one batch of %d: using batches of %d",
-                       data.path, len(data), batch_size, len(data))
-        batch_size = len(data)
-
-    encoder = load_encoder(cfg.model, device=str(device), pooler=cfg.pooler, mlp_only_train=cfg.mlp_only_train,
-                           trust_remote_code=cfg.trust_remote_code, default_pooler=objective_cls.default_pooler,
-                           default_mlp_only_train=objective_cls.default_mlp_only_train)
-    logger.info("encoder: pooler=%s mlp=%s mlp_only_train=%s", encoder.pooler, encoder.mlp is not None, encoder.mlp_only_train)
-    if not cfg.dropout:
-        disable_dropout(encoder)
-    objective.setup(encoder)
-    objective.to(device)
-    mlm = AuxiliaryMLM(encoder, cfg.mlm_weight, cfg.mlm_probability) if cfg.mlm_weight else None
-
-    # Tokenize every column once, truncated to the training length (§A: max length 32).
-    t0 = time.perf_counter()
-    columns = [encoder.tokenize_ids([ex[c] for ex in data.examples], max_length=cfg.max_seq_length)
-               for c in range(len(data.columns))]
-    examples = list(zip(*columns))
-
-    def tokenize(texts):  # views made during training (augmentations, corrupted inputs)
-        return encoder.tokenize_ids(texts, max_length=cfg.max_seq_length)
-    logger.info("tokenized %d examples in %.1fs", len(examples), time.perf_counter() - t0)
-
-    epoch_batches = duplicate_free_batches(data.examples, batch_size, cfg.seed, epoch=0)
-    total_steps = cfg.max_steps or cfg.epochs * len(epoch_batches)
-    params = list({id(p): p for m in (encoder, objective, mlm) if m is not None for p in m.parameters()}.values())
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = linear_schedule(optimizer, cfg.warmup_steps, total_steps)
-
-    out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "train_config.json", config_dict(cfg))
-    write_json(out / "versions.json", library_versions())
-
-    (out / "eval_history.jsonl").unlink(missing_ok=True)
-    tracker = EvalTracker(cfg, out)
-    encoder.train()
-    losses: list[float] = []
-    step, epoch, seen = 0, 0, 0
-    t_start = time.perf_counter()
-    bar = tqdm(total=total_steps, disable=not progress, desc=cfg.objective, unit="step")
-    while step < total_steps:
-        batches = epoch_batches if epoch == 0 else duplicate_free_batches(data.examples, batch_size, cfg.seed, epoch)
-        for idx in batches:
-            if step >= total_steps:
-                break
-            batch = Batch([data.examples[i] for i in idx], [examples[i] for i in idx], tokenize, step_rng(cfg.seed, step))
-            emb = embed_views(encoder, objective.views(batch), device, cfg.precision)
-            loss = objective.loss(emb, batch)
-            if mlm is not None:
-                with autocast(device, cfg.precision):
-                    loss = loss + mlm(batch.column(0))
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"step {step + 1}: the loss is {loss.item()}; stopping (lower the lr or use fp32)")
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            seen += len(idx)
-            losses.append(loss.item())
-            tracker.log_loss(step, losses[-1], scheduler.get_last_lr()[0])
-            if cfg.eval_steps and (step % cfg.eval_steps == 0 or step == total_steps):
-                tracker.evaluate(encoder, step)
-            elapsed = time.perf_counter() - t_start
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}", ex_per_s=f"{seen / elapsed:.1f}")
-            if cfg.log_every and step % cfg.log_every == 0 and not progress:
-                logger.info("step %d/%d loss %.4f %.1f ex/s", step, total_steps, losses[-1], seen / elapsed)
-        epoch += 1
-    bar.close()
-    train_seconds = time.perf_counter() - t_start
-
-    best = tracker.finish(encoder)
-    encoder.eval()
-    encoder.save(out, extra={"train_config": config_dict(cfg)})
-    metrics = {
-        "steps": step,
-        "epochs_started": epoch,
-        "examples_seen": seen,
-        "train_seconds": round(train_seconds, 3),
-        "seconds_per_step": round(train_seconds / max(1, step), 4),
-        "examples_per_second": round(seen / max(train_seconds, 1e-9), 2),
-        "loss_first": losses[0] if losses else math.nan,
-        "loss_last": losses[-1] if losses else math.nan,
-        "loss_mean_last_10": sum(losses[-10:]) / max(1, len(losses[-10:])),
-        "losses": losses,
-        "train_examples": len(data),
-        "skipped_blank_lines": data.skipped_blank,
-        "pooler": encoder.pooler,
-        **best,
-    }
-    write_json(out / "metrics.json", metrics)
-    logger.info("saved model to %s (%d steps, %.2fs/step)", out, step, metrics["seconds_per_step"])
-    return metrics
+    trainer = Trainer(cfg, progress=progress, resume=resume)
+    try:
+        return trainer.run()
+    finally:
+        trainer.dist.close()
