@@ -55,6 +55,17 @@ def _add_train(sub) -> None:
     p.add_argument("--tsdae-tie-decoder", type=_bool, default=S)
     p.add_argument("--mlm-weight", type=float, default=S, help="auxiliary MLM loss weight λ (appendix: 0.1)")
     p.add_argument("--mlm-probability", type=float, default=S)
+    p.add_argument("--encoder", choices=["mean", "textcnn"], default=S,
+                   help="word-vector encoder over the vectors named by --model (e.g. glove-50d)")
+    p.add_argument("--kernel-sizes", default=S, help="textcnn kernel sizes, odd (default 1,3,5)")
+    p.add_argument("--cnn-channels", type=int, default=S)
+    p.add_argument("--projection-dim", type=int, default=S)
+    p.add_argument("--freeze-embeddings", type=_bool, nargs="?", const=True, default=S)
+    p.add_argument("--vocab-limit", type=int, default=S, help="keep the N most frequent words of the vectors")
+    p.add_argument("--word-dropout", type=float, default=S)
+    p.add_argument("--teacher", default=S, help="distill: the teacher model")
+    p.add_argument("--distill-loss", choices=["mse", "relational"], default=S)
+    p.add_argument("--student-layers", type=int, default=S, help="distill: student = the model's first k layers")
     p.add_argument("--seed", type=int, default=S)
     p.add_argument("--device", default=S)
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=S)
@@ -165,7 +176,7 @@ def _train_and_eval(cfg, final_eval: str | None, progress: bool, resume: bool = 
     if int(os.environ.get("RANK", "0")) != 0:
         return
     print(f"saved {cfg.output}: {metrics['steps']} steps, {metrics['seconds_per_step']:.3f} s/step, "
-          f"loss {metrics['loss_first']:.4f} -> {metrics['loss_last']:.4f}")
+          f"loss {metrics['loss_first']:.4g} -> {metrics['loss_last']:.4g}")
     if tasks:
         res = run_evaluation(load_encoder(cfg.output, device=cfg.device), tasks, precision=cfg.precision)
         res["model"] = cfg.output

@@ -42,6 +42,17 @@ class TrainConfig:
     tsdae_tie_decoder: bool = True
     mlm_weight: float = 0.0  # λ of the auxiliary MLM loss (appendix: 0.1); 0 = off
     mlm_probability: float = 0.15
+    # small encoders and distillation
+    encoder: str | None = None  # word-vector encoder over --model vectors (glove-50d): mean | textcnn
+    kernel_sizes: str = "1,3,5"  # textcnn
+    cnn_channels: int = 128  # textcnn filters per kernel size
+    projection_dim: int | None = None  # word-vector encoders: optional final linear layer
+    freeze_embeddings: bool = False
+    vocab_limit: int | None = None  # keep the N most frequent words of the vectors
+    word_dropout: float = 0.1  # dropout on the word vectors (the views of unsup SimCSE)
+    teacher: str | None = None  # distill: the teacher model
+    distill_loss: str = "mse"  # distill: mse | relational
+    student_layers: int | None = None  # a transformer student made of the model's first k layers
     seed: int = 42
     device: str | None = None
     precision: str = "fp32"

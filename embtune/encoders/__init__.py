@@ -1,13 +1,17 @@
-"""Encoders: a transformer with SimCSE's poolers (more kinds register here)."""
+"""Encoders: a transformer with SimCSE's poolers, and word-vector encoders (mean, TextCNN)."""
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 from embtune.encoders.base import Encoder
 from embtune.encoders.hub import resolve_model_path
 from embtune.encoders.pooling import POOLERS
 from embtune.encoders.transformer import TransformerEncoder
+from embtune.encoders.wordvec import BUILTIN_VECTORS, WordVectorEncoder
+from embtune.errors import EmbtuneError
 from embtune.utils import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -21,15 +25,34 @@ def load_encoder(
     trust_remote_code: bool = False,
     default_pooler: str = "mean",
     default_mlp_only_train: bool = False,
+    word_encoder: str | None = None,
+    **wordvec_options,
 ) -> Encoder:
-    """Load an encoder from a built-in name, a local folder or a Hugging Face id (see ``hub.py``)."""
+    """Load an encoder.
+
+    ``name_or_path`` is a built-in model (``minilm-l6``), built-in word vectors (``glove-50d``; with
+    ``word_encoder`` mean or textcnn, mean by default), a folder saved by embtune or
+    sentence-transformers, a plain Hugging Face folder, or a Hugging Face id.
+    """
+    dev = resolve_device(device)
+    if name_or_path in BUILTIN_VECTORS or word_encoder is not None:
+        enc = WordVectorEncoder.from_vectors(name_or_path, kind=word_encoder or "mean", **wordvec_options)
+        return enc.eval().to(dev)
     folder = resolve_model_path(name_or_path)
+    meta = folder / "embtune.json"
+    if meta.is_file():
+        try:
+            kind = json.loads(meta.read_text(encoding="utf-8")).get("encoder")
+        except json.JSONDecodeError as e:
+            raise EmbtuneError(f"{meta}: invalid JSON ({e})") from e
+        if kind == "wordvec":
+            return WordVectorEncoder.load(folder).eval().to(dev)
     enc = TransformerEncoder.load(folder, pooler=pooler, mlp_only_train=mlp_only_train,
                                   trust_remote_code=trust_remote_code, default_pooler=default_pooler,
                                   default_mlp_only_train=default_mlp_only_train)
-    enc.source_path = folder
+    enc.source_path = Path(folder)
     enc.eval()
-    return enc.to(resolve_device(device))
+    return enc.to(dev)
 
 
-__all__ = ["Encoder", "TransformerEncoder", "load_encoder", "POOLERS"]
+__all__ = ["Encoder", "TransformerEncoder", "WordVectorEncoder", "load_encoder", "POOLERS"]

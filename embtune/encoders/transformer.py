@@ -150,6 +150,16 @@ class TransformerEncoder(Encoder):
             enc.extra_config = json.loads(meta.read_text(encoding="utf-8"))
         return enc
 
+    def truncate_layers(self, k: int) -> None:
+        """Keep only the first ``k`` transformer layers (a smaller student made from a teacher)."""
+        layers = getattr(getattr(self.backbone, "encoder", None), "layer", None)
+        if layers is None:
+            raise EmbtuneError(f"--student-layers: cannot find the layer stack of {type(self.backbone).__name__}")
+        if not 1 <= k <= len(layers):
+            raise EmbtuneError(f"--student-layers must be between 1 and {len(layers)}, got {k}")
+        self.backbone.encoder.layer = layers[:k]
+        self.backbone.config.num_hidden_layers = k
+
     # ---- encoding -----------------------------------------------------------------------------
     @property
     def embedding_dim(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from embtune.errors import EmbtuneError
 from embtune.objectives.base import Batch, Objective
+from embtune.objectives.distill import Distill
 from embtune.objectives.multiview_am import MultiViewAMSoftmax
 from embtune.objectives.sup_simcse import SupSimCSE
 from embtune.objectives.tsdae import TSDAE
@@ -15,6 +16,7 @@ OBJECTIVES: dict[str, type[Objective]] = {
     SupSimCSE.name: SupSimCSE,
     MultiViewAMSoftmax.name: MultiViewAMSoftmax,
     TSDAE.name: TSDAE,
+    Distill.name: Distill,
 }
 
 
@@ -24,4 +26,4 @@ def get_objective_class(name: str) -> type[Objective]:
     return OBJECTIVES[name]
 
 
-__all__ = ["Batch", "Objective", "OBJECTIVES", "get_objective_class", "UnsupSimCSE", "SupSimCSE", "MultiViewAMSoftmax", "TSDAE"]
+__all__ = ["Batch", "Objective", "OBJECTIVES", "get_objective_class", "UnsupSimCSE", "SupSimCSE", "MultiViewAMSoftmax", "TSDAE", "Distill"]

@@ -55,8 +55,9 @@ class Objective(nn.Module):
         """Build the objective from a :class:`~embtune.config.TrainConfig`."""
         return cls(temperature=cfg.temperature)
 
-    def setup(self, encoder) -> None:
-        """Called once with the encoder before training (e.g. to build a decoder)."""
+    def setup(self, encoder, data=None) -> None:
+        """Called once with the encoder and the training data before training (e.g. to build a
+        decoder, or to compute a teacher's embeddings)."""
 
     def check_columns(self, path: str, columns: tuple[str, ...]) -> None:
         if columns not in self.accepts:

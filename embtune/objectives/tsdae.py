@@ -39,7 +39,7 @@ class TSDAE(Objective):
     def from_config(cls, cfg) -> "TSDAE":
         return cls(cfg.tsdae_deletion_ratio, cfg.tsdae_tie_decoder)
 
-    def setup(self, encoder) -> None:
+    def setup(self, encoder, data=None) -> None:
         from transformers import AutoModelForCausalLM
 
         backbone = getattr(encoder, "backbone", None)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from embtune.config import TrainConfig, config_dict
 from embtune.data import duplicate_free_batches, read_train_file
-from embtune.encoders import load_encoder
+from embtune.encoders import TransformerEncoder, load_encoder
 from embtune.encoders.base import Encoder, autocast
 from embtune.errors import EmbtuneError
 from embtune.evaluation.dev import evaluate_dev, is_better
@@ -195,15 +195,29 @@ class Trainer:
                            self.data.path, len(self.data), self.global_batch, len(self.data))
             self.global_batch = len(self.data)
 
+        wordvec = {}
+        if cfg.encoder:
+            try:
+                kernels = tuple(int(k) for k in cfg.kernel_sizes.split(","))
+            except ValueError as e:
+                raise EmbtuneError(f"kernel_sizes must be comma-separated integers, got {cfg.kernel_sizes!r}") from e
+            wordvec = dict(kernel_sizes=kernels, channels=cfg.cnn_channels, dropout=cfg.word_dropout,
+                           projection_dim=cfg.projection_dim, freeze_embeddings=cfg.freeze_embeddings,
+                           max_words=cfg.vocab_limit)
         self.encoder = load_encoder(cfg.model, device=str(self.device), pooler=cfg.pooler,
                                     mlp_only_train=cfg.mlp_only_train, trust_remote_code=cfg.trust_remote_code,
                                     default_pooler=objective_cls.default_pooler,
-                                    default_mlp_only_train=objective_cls.default_mlp_only_train)
-        logger.info("encoder: pooler=%s mlp=%s mlp_only_train=%s", self.encoder.pooler,
-                    self.encoder.mlp is not None, self.encoder.mlp_only_train)
+                                    default_mlp_only_train=objective_cls.default_mlp_only_train,
+                                    word_encoder=cfg.encoder, **wordvec)
+        if cfg.student_layers:
+            if not isinstance(self.encoder, TransformerEncoder):
+                raise EmbtuneError("--student-layers applies to transformer models")
+            self.encoder.truncate_layers(cfg.student_layers)
+        logger.info("encoder: %s pooler=%s mlp=%s", type(self.encoder).__name__, self.encoder.pooler,
+                    self.encoder.mlp is not None)
         if not cfg.dropout:
             disable_dropout(self.encoder)
-        self.objective.setup(self.encoder)
+        self.objective.setup(self.encoder, self.data)
         self.objective.to(self.device)
         self.mlm = AuxiliaryMLM(self.encoder, cfg.mlm_weight, cfg.mlm_probability) if cfg.mlm_weight else None
         # everything trainable, for the optimizer and for checkpoints
@@ -350,9 +364,9 @@ class Trainer:
                     self.losses.append(loss)
                     elapsed = time.perf_counter() - t_start
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4f}", ex_per_s=f"{(self.seen - seen_at_start) / elapsed:.1f}")
+                    bar.set_postfix(loss=f"{loss:.4g}", ex_per_s=f"{(self.seen - seen_at_start) / elapsed:.1f}")
                     if not self.progress and cfg.log_every and self.step % cfg.log_every == 0 and self.dist.is_main:
-                        logger.info("step %d/%d loss %.4f %.1f ex/s", self.step, self.total_steps, loss,
+                        logger.info("step %d/%d loss %.4g %.1f ex/s", self.step, self.total_steps, loss,
                                     (self.seen - seen_at_start) / elapsed)
                     self.tracker.log_loss(self.step, loss, self.scheduler.get_last_lr()[0])
                     if cfg.eval_steps and (self.step % cfg.eval_steps == 0 or self.step == self.total_steps):

@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): they print tables and write them to docs/. Run as ``python -m bench.<name>``."""

@@ -1,0 +1,41 @@
+"""Shared helpers for the benchmarks: machine description, peak memory, Markdown output."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+from pathlib import Path
+
+import torch
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads)")
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process (and of finished children) so far, MiB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return own / 1024
+
+
+def md_table(header: list[str], rows: list[list[object]]) -> str:
+    def fmt(v: object) -> str:
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,113 @@
+"""Distillation of a teacher's sentence embeddings into a smaller student.
+
+- ``mse``: mean squared error between the student's embedding and the teacher's (Reimers &
+  Gurevych 2020, "Making Monolingual Sentence Embeddings Multilingual"); a student of another
+  width gets a learned linear projection, which becomes part of the saved student.
+- ``relational``: the student's in-batch cosine-similarity distribution matches the teacher's:
+  KL( softmax(S_t / τ) || softmax(S_s / τ) ) row by row, S = cosine-similarity matrix of the batch.
+
+Teacher embeddings are computed once per distinct training sentence, before training, and cached
+on disk (``$EMBTUNE_CACHE/teacher/``) keyed by teacher and sentences, so epochs and later runs
+never run the teacher again. Under several processes each process distils its own slice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from embtune.data.registry import cache_dir
+from embtune.errors import EmbtuneError
+from embtune.objectives.base import Batch, Objective, check_temperature
+
+logger = logging.getLogger(__name__)
+LOSSES = ("mse", "relational")
+
+
+class TeacherCache:
+    """Teacher embeddings of a list of sentences, computed once and kept on disk."""
+
+    def __init__(self, teacher: str, root: Path | None = None):
+        self.teacher = teacher
+        self.root = root or cache_dir() / "teacher"
+        self.forwards = 0  # sentences the teacher actually encoded (for tests and logs)
+
+    def key(self, texts: list[str]) -> str:
+        h = hashlib.sha256(str(Path(self.teacher).resolve() if Path(self.teacher).exists() else self.teacher).encode())
+        for t in texts:
+            h.update(b"\0" + t.encode("utf-8"))
+        return h.hexdigest()[:32]
+
+    def embeddings(self, texts: list[str], batch_size: int = 128) -> Tensor:
+        path = self.root / f"{self.key(texts)}.safetensors"
+        if path.is_file():
+            logger.info("teacher embeddings from the cache %s", path)
+            return load_file(str(path))["embeddings"]
+        from embtune.encoders import load_encoder
+
+        teacher = load_encoder(self.teacher)
+        logger.info("encoding %d distinct sentences with the teacher %s", len(texts), self.teacher)
+        emb = torch.from_numpy(teacher.encode(texts, batch_size=batch_size))
+        self.forwards += len(texts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_file({"embeddings": emb.contiguous()}, str(tmp))
+        tmp.replace(path)
+        return emb
+
+
+class Distill(Objective):
+    name = "distill"
+    accepts = (("text",),)
+    default_pooler = "mean"
+    needs_global_batch = False  # each process distils its own examples
+
+    def __init__(self, teacher: str | None, loss: str = "mse", temperature: float = 0.05):
+        super().__init__()
+        if not teacher:
+            raise EmbtuneError("the distill objective needs --teacher MODEL")
+        if loss not in LOSSES:
+            raise EmbtuneError(f"distill loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        self.teacher, self.kind = teacher, loss
+        self.temperature = check_temperature(temperature)
+        self.cache = TeacherCache(teacher)
+        self.targets: Tensor | None = None
+        self.row: dict[str, int] = {}
+
+    @classmethod
+    def from_config(cls, cfg) -> "Distill":
+        return cls(cfg.teacher, cfg.distill_loss, cfg.temperature)
+
+    def setup(self, encoder, data=None) -> None:
+        texts = list(dict.fromkeys(ex[0] for ex in data.examples))
+        self.targets = self.cache.embeddings(texts).float()
+        self.row = {t: i for i, t in enumerate(texts)}
+        t_dim, s_dim = self.targets.shape[1], encoder.embedding_dim
+        if self.kind == "mse" and t_dim != s_dim:
+            if not hasattr(encoder, "projection"):
+                raise EmbtuneError(f"student width {s_dim} differs from the teacher's {t_dim} and the student "
+                                   "has no projection layer")
+            if encoder.projection is None:  # a learned projection into the teacher's space, saved with the student
+                encoder.projection = nn.Linear(s_dim, t_dim).to(encoder.device)
+            elif encoder.projection.out_features != t_dim:
+                raise EmbtuneError(f"--projection-dim {encoder.projection.out_features} must equal the teacher's width {t_dim}")
+
+    def views(self, batch: Batch) -> list[list[list[int]]]:
+        return [batch.column(0)]
+
+    def loss(self, embeddings: Tensor, batch: Batch | None = None) -> Tensor:
+        student = embeddings[0]
+        teacher = self.targets[[self.row[ex[0]] for ex in batch.texts]].to(student.device)
+        if self.kind == "mse":
+            return F.mse_loss(student, teacher)
+        s = F.normalize(student, dim=-1)
+        t = F.normalize(teacher, dim=-1)
+        log_p_student = F.log_softmax(s @ s.T / self.temperature, dim=-1)
+        log_p_teacher = F.log_softmax(t @ t.T / self.temperature, dim=-1)
+        return F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="batchmean")
