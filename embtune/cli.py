@@ -38,6 +38,7 @@ def _add_train(sub) -> None:
     p.add_argument("--lr", type=float, default=S)
     p.add_argument("--weight-decay", type=float, default=S)
     p.add_argument("--warmup-steps", type=int, default=S)
+    p.add_argument("--adam-epsilon", type=float, default=S)
     p.add_argument("--epochs", type=int, default=S)
     p.add_argument("--max-steps", type=int, default=S)
     p.add_argument("--temperature", type=float, default=S)

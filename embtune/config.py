@@ -24,6 +24,7 @@ class TrainConfig:
     max_seq_length: int = 32
     lr: float = 3e-5
     weight_decay: float = 0.0
+    adam_epsilon: float = 1e-8  # the Hugging Face Trainer's default
     warmup_steps: int = 0
     epochs: int = 1
     max_steps: int | None = None  # when set, overrides epochs

@@ -236,7 +236,7 @@ class Trainer:
 
         self.steps_per_epoch = len(self.batches(0))
         self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.adam_epsilon)
         self.scheduler = linear_schedule(self.optimizer, cfg.warmup_steps, self.total_steps)
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None
         self.tracker = EvalTracker(cfg, self.out, active=self.dist.is_main)
