@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 DEMO_OUT ?= runs/demo
 DEMO_STEPS ?= 125
 
-.PHONY: venv dev demo test clean
+.PHONY: venv dev demo test bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,10 @@ demo: venv
 
 test: dev
 	$(BIN)/python -m pytest tests
+
+# Benchmarks (not tests): embtune vs sentence-transformers side by side -> docs/performance.md
+bench: dev
+	$(BIN)/python -m bench.performance
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

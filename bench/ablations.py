@@ -27,7 +27,6 @@ VARIANTS: dict[str, dict] = {
     "unsup + delete-one-word": {"augment": "delete-one-word"},
     "unsup + crop 10%": {"augment": "crop", "augment_ratio": 0.1},
     "unsup + word-repetition": {"augment": "word-repetition"},
-    "unsup + swap": {"augment": "swap"},
     "multi-view K=3, m=0.1": {"objective": "multiview-am", "views": 3, "margin": 0.1},
     "tsdae": {"objective": "tsdae", "lr": 3e-5},
     "sup (SNLI triples)": {"objective": "sup-simcse", "train_file": "snli-triples"},

@@ -1,0 +1,247 @@
+"""embtune against sentence-transformers on the same machine, in one run, alternating the tools.
+
+    python -m bench.performance [--steps 30] [--skip-bf16]      (make bench runs this)
+
+1. training throughput, unsup SimCSE: all-MiniLM-L6-v2, batch 64, max length 32, lr 3e-5, the
+   bundled Wikipedia sample; sentence-transformers' way is MultipleNegativesRankingLoss with each
+   sentence given twice (scale 20 = τ 0.05). Both tools consume the very same batches.
+2. the same, supervised, on the SNLI triples with hard negatives.
+3. encoding throughput: the distinct sentences of the 7 STS test sets, batch 64, and the 7-task
+   average from each tool's embeddings.
+4. the machine's fp32/bf16 matmul throughput, and the FLOP/s each configuration reaches
+   (transformer FLOPs per token counted analytically).
+Every measurement runs in a fresh process (so peak RSS is its own). sentence-transformers is
+driven by a plain PyTorch loop over its model and loss (no Trainer), which is its fastest path.
+Writes docs/performance.md. A benchmark, not a test: it never fails on a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from bench.common import DOCS, machine, md_table
+
+MODEL = "minilm-l6"
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 1024, reps: int = 10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t)
+
+
+def flops_per_token(cfg, seq: float) -> float:
+    """Forward FLOPs per token of a BERT encoder: per layer 24h² (QKV, output, FFN 4h) + 4·s·h (attention)."""
+    h, layers = cfg.hidden_size, cfg.num_hidden_layers
+    ffn = cfg.intermediate_size / h
+    return layers * ((8 + 4 * ffn) * h * h + 4 * seq * h)
+
+
+def useful_flops(cfg, lengths: list[int], train: bool) -> float:
+    f = sum(n * flops_per_token(cfg, n) for n in lengths)
+    return 3 * f if train else f  # backward ≈ 2x forward
+
+
+# ---- child roles ------------------------------------------------------------------------------
+def _batches(objective: str, steps: int):
+    from embtune.data import duplicate_free_batches, read_train_file
+
+    data = read_train_file("wiki-sample" if objective == "unsup" else "snli-triples")
+    batches = duplicate_free_batches(data.examples, 64, seed=42)[:steps]
+    return [[data.examples[i] for i in b] for b in batches]
+
+
+def _stsb_dev(encode) -> float:
+    from embtune.evaluation.dev import evaluate_dev
+
+    class Wrap:
+        def encode(self, texts, **kw):
+            return encode(texts)
+
+    return evaluate_dev(Wrap())["stsb_dev_spearman"]
+
+
+def child_train(tool: str, objective: str, steps: int, precision: str) -> dict:
+    from embtune.encoders import load_encoder
+    from embtune.encoders.base import autocast
+
+    torch.manual_seed(42)
+    batches = _batches(objective, steps)
+    dev = torch.device("cpu")
+    if tool == "embtune":
+        from embtune.config import TrainConfig
+        from embtune.training.trainer import Trainer
+
+        out = tempfile.mkdtemp(prefix="bench-")
+        cfg = TrainConfig(model=MODEL, objective=f"{objective}-simcse", output=out, max_steps=steps, precision=precision,
+                          train_file="wiki-sample" if objective == "unsup" else "snli-triples")
+        tr = Trainer(cfg, progress=False)
+        m = tr.run()
+        enc = tr.encoder
+        lengths = [len(s) for idx in tr.batches(0)[:steps] for ex in idx for s in tr.examples[ex]]
+        if objective == "unsup":
+            lengths = lengths * 2
+        seconds = m["train_seconds"]
+        score = _stsb_dev(lambda texts: enc.encode(texts))
+        cfg_model = enc.backbone.config
+    else:
+        from sentence_transformers import SentenceTransformer
+        try:
+            from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+        except ImportError:  # sentence-transformers < 6
+            from sentence_transformers.losses import MultipleNegativesRankingLoss
+
+        path = str(load_encoder(MODEL).source_path)
+        model = SentenceTransformer(path, device="cpu")
+        model.max_seq_length = 32
+        loss_fn = MultipleNegativesRankingLoss(model, scale=20.0)
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-5, weight_decay=0.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, (steps - s) / steps))
+        model.train()
+        lengths = []
+        t0 = time.perf_counter()
+        for batch in batches:
+            cols = [[ex[0] for ex in batch]] * 2 if objective == "unsup" else [[ex[c] for ex in batch] for c in range(3)]
+            feats = [model.tokenize(c) for c in cols]
+            lengths += [int(x) for f in feats for x in f["attention_mask"].sum(1)]
+            with autocast(dev, precision):
+                loss = loss_fn(feats, None)
+            loss.backward()
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+        seconds = time.perf_counter() - t0
+        model.eval()
+        model.max_seq_length = 256
+        score = _stsb_dev(lambda texts: model.encode(texts, batch_size=64, convert_to_numpy=True))
+        cfg_model = model[0].auto_model.config
+    n = sum(len(b) for b in batches)
+    return {"examples_per_s": n / seconds, "s_per_step": seconds / len(batches), "stsb_dev": score,
+            "flops_per_s": useful_flops(cfg_model, lengths, train=True) / seconds,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def child_encode(tool: str, precision: str, limit: int | None) -> dict:
+    import numpy as np
+
+    from embtune.encoders import load_encoder
+    from embtune.evaluation.sts import STS_TASKS, _cosine, correlations, load_sts
+
+    sets = [load_sts(t) for t in STS_TASKS]
+    sents = list(dict.fromkeys(s for d in sets for s in (*d.sent1, *d.sent2)))[:limit]
+    enc = load_encoder(MODEL)
+    if tool == "embtune":
+        t0 = time.perf_counter()
+        emb = enc.encode(sents, batch_size=64, precision=precision)
+        seconds = time.perf_counter() - t0
+    else:
+        from sentence_transformers import SentenceTransformer
+
+        from embtune.encoders.base import autocast
+
+        model = SentenceTransformer(str(enc.source_path), device="cpu")
+        t0 = time.perf_counter()
+        with autocast(torch.device("cpu"), precision):
+            emb = model.encode(sents, batch_size=64, convert_to_numpy=True)
+        seconds = time.perf_counter() - t0
+    row = {s: i for i, s in enumerate(sents)}
+    scores = {}
+    if limit is None:
+        for d in sets:
+            pred = _cosine(emb[[row[s] for s in d.sent1]], emb[[row[s] for s in d.sent2]])
+            scores[d.task] = correlations(pred, d.scores)[0]
+    lengths = [len(x) for x in enc.tokenize_ids(sents)]
+    return {"sentences_per_s": len(sents) / seconds, "sentences": len(sents), "seconds": seconds,
+            "avg7": float(np.mean(list(scores.values()))) if scores else math.nan, "tasks": scores,
+            "flops_per_s": useful_flops(enc.backbone.config, lengths, train=False) / seconds,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+# ---- parent -----------------------------------------------------------------------------------
+def spawn(*args: str) -> dict:
+    cmd = [sys.executable, "-m", "bench.performance", "--role", *args]
+    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stderr[-3000:]}")
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    print(args, {k: v for k, v in res.items() if k != "tasks"}, flush=True)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--role", nargs="*", help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--skip-bf16", action="store_true", help="skip bf16 (automatic on CPUs without native bf16)")
+    ap.add_argument("--bf16-steps", type=int, default=2)
+    ap.add_argument("--write", default=str(DOCS / "performance.md"))
+    args = ap.parse_args()
+    if args.role:
+        kind, *rest = args.role
+        if kind == "train":
+            res = child_train(rest[0], rest[1], int(rest[2]), rest[3])
+        else:
+            res = child_encode(rest[0], rest[1], int(rest[2]) if len(rest) > 2 and rest[2] != "all" else None)
+        print(json.dumps(res))
+        return
+
+    t0 = time.perf_counter()
+    peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    native_bf16 = torch.backends.cpu.get_cpu_capability() not in ("DEFAULT", "AVX2", "NO AVX")
+    rows, res = [], {}
+    for objective in ("unsup", "sup"):
+        e = spawn("train", "embtune", objective, str(args.steps), "fp32")
+        s = spawn("train", "st", objective, str(args.steps), "fp32")
+        res[f"train-{objective}"] = {"embtune": e, "st": s}
+        rows.append([f"train {objective} fp32 (examples/s)", e["examples_per_s"], s["examples_per_s"],
+                     f"{e['examples_per_s'] / s['examples_per_s']:.2f}x",
+                     f"STS-B dev {e['stsb_dev']:.2f} vs {s['stsb_dev']:.2f}",
+                     f"{100 * e['flops_per_s'] / peak32:.0f}% vs {100 * s['flops_per_s'] / peak32:.0f}%",
+                     f"{e['peak_rss_mib']:.0f} vs {s['peak_rss_mib']:.0f}"])
+    e = spawn("encode", "embtune", "fp32", "all")
+    s = spawn("encode", "st", "fp32", "all")
+    res["encode"] = {"embtune": e, "st": s}
+    rows.append(["encode fp32 (sentences/s)", e["sentences_per_s"], s["sentences_per_s"],
+                 f"{e['sentences_per_s'] / s['sentences_per_s']:.2f}x", f"7-task avg {e['avg7']:.2f} vs {s['avg7']:.2f}",
+                 f"{100 * e['flops_per_s'] / peak32:.0f}% vs {100 * s['flops_per_s'] / peak32:.0f}%",
+                 f"{e['peak_rss_mib']:.0f} vs {s['peak_rss_mib']:.0f}"])
+    if not args.skip_bf16:
+        e = spawn("train", "embtune", "unsup", str(args.bf16_steps), "bf16")
+        rows.append([f"train unsup bf16, {args.bf16_steps} steps (examples/s)", e["examples_per_s"], "–",
+                     f"{e['examples_per_s'] / res['train-unsup']['embtune']['examples_per_s']:.2f}x of embtune fp32",
+                     "–", f"{100 * e['flops_per_s'] / peak16:.0f}% of bf16 peak", f"{e['peak_rss_mib']:.0f}"])
+        e = spawn("encode", "embtune", "bf16", "1000")
+        rows.append(["encode bf16, first 1,000 sentences (sentences/s)", e["sentences_per_s"], "–",
+                     f"{e['sentences_per_s'] / res['encode']['embtune']['sentences_per_s']:.2f}x of embtune fp32",
+                     "–", f"{100 * e['flops_per_s'] / peak16:.0f}% of bf16 peak", f"{e['peak_rss_mib']:.0f}"])
+    table = md_table(["measurement", "embtune", "sentence-transformers", "ratio", "quality", "of fp32 peak",
+                      "peak RSS MiB"], rows)
+    st_version = __import__("sentence_transformers").__version__
+    text = (f"# Performance: embtune vs sentence-transformers\n\nCommand: `python -m bench.performance --steps {args.steps}` "
+            f"(total {time.perf_counter() - t0:.0f} s)\n\nMachine: {machine()}; sentence-transformers {st_version}.\n"
+            f"torch matmul peak (1024², this run): fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.1f} GFLOP/s; "
+            f"native bf16 on this CPU: {'yes' if native_bf16 else 'no (' + torch.backends.cpu.get_cpu_capability() + ')'}.\n\n"
+            f"Training: {args.steps} steps of batch 64, max length 32, lr 3e-5, both tools on the same batches. "
+            "Encoding: the 26,083 distinct sentences of the 7 STS test sets (SentEval text), batch 64. "
+            "FLOP/s = useful transformer FLOPs on real (unpadded) tokens / wall time.\n\n" + table + "\n")
+    print(text)
+    Path(args.write).write_text(text, encoding="utf-8")
+    Path(args.write).with_suffix(".json").write_text(json.dumps(res, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Small, fast encoders against their teacher: STS quality, encoding speed, size on disk.
+
+    python -m bench.small_models [--teacher minilm-l6] [--cnn-epochs 3] [--distill-epochs 5]
+
+Rows: avg. GloVe-50d; TextCNN (GloVe-50d) trained with unsup SimCSE on the Wikipedia sample and
+with sup SimCSE on the SNLI triples; TextCNN distilled from the teacher (MSE and relational); a
+3-layer transformer made from the teacher's first layers and distilled (MSE); the teacher itself.
+Distillation uses unlabeled sentences of the repo's training data only: the Wikipedia sample, the
+SNLI triples and the STS-B / SICK-R *train* splits (never a test split). Writes docs/small-models.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from bench.common import DOCS, machine, md_table
+from embtune.config import TrainConfig
+from embtune.data import read_train_file
+from embtune.encoders import load_encoder
+from embtune.evaluation.sts import STS_TASKS, evaluate_sts, load_sts
+from embtune.training import train
+
+
+def folder_mib(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and f.suffix in (".safetensors", ".json", ".txt")) / 2**20
+
+
+def distill_corpus(path: Path) -> int:
+    sents = [ex[0] for ex in read_train_file("wiki-sample").examples]
+    for ex in read_train_file("snli-triples").examples:
+        sents.extend(ex)
+    for task in ("stsb", "sickr"):
+        d = load_sts(task, "train", text="raw")
+        sents.extend(d.sent1 + d.sent2)
+    test = {s.strip().lower() for t in STS_TASKS for text in ("raw", "senteval")
+            for d in [load_sts(t, "test", text=text)] for s in (*d.sent1, *d.sent2)}
+    uniq = [s for s in dict.fromkeys(s.strip() for s in sents if s.strip()) if s.lower() not in test]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(uniq) + "\n", encoding="utf-8")
+    return len(uniq)
+
+
+def measure(name: str, model: str, size_path: Path | None, extra: dict | None = None) -> dict:
+    enc = load_encoder(model)
+    res = evaluate_sts(enc, STS_TASKS)
+    r = {"name": name, "avg": res["avg"], "tasks": {t: v["spearman"] for t, v in res["tasks"].items()},
+         "sentences_per_s": res["distinct_sentences"] / res["seconds"],
+         "size_mib": folder_mib(size_path) if size_path else float("nan"), **(extra or {})}
+    print(json.dumps({k: v for k, v in r.items() if k != "tasks"}), flush=True)
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--teacher", default="minilm-l6")
+    ap.add_argument("--cnn-epochs", type=int, default=3)
+    ap.add_argument("--distill-epochs", type=int, default=5)
+    ap.add_argument("--student-epochs", type=int, default=1)
+    ap.add_argument("--out", default="runs/small-models")
+    ap.add_argument("--write", default=str(DOCS / "small-models.md"))
+    args = ap.parse_args()
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    corpus = out / "distill_corpus.txt"
+    n_corpus = distill_corpus(corpus)
+
+    rows = []
+    teacher_dir = Path(load_encoder(args.teacher).source_path)
+    rows.append(measure(f"{args.teacher} (teacher)", args.teacher, teacher_dir))
+    glove_dir = out / "glove-mean"
+    load_encoder("glove-50d").save(glove_dir)
+    rows.append(measure("avg. GloVe-50d", str(glove_dir), glove_dir))
+
+    cnn = dict(model="glove-50d", encoder="textcnn", lr=1e-3, epochs=args.cnn_epochs, batch_size=64)
+    runs = [
+        ("TextCNN, unsup SimCSE (wiki sample)", dict(cnn, objective="unsup-simcse", train_file="wiki-sample")),
+        ("TextCNN, sup SimCSE (SNLI triples)", dict(cnn, objective="sup-simcse", train_file="snli-triples")),
+        ("TextCNN, distilled (MSE)", dict(cnn, objective="distill", teacher=args.teacher, train_file=str(corpus),
+                                          epochs=args.distill_epochs, batch_size=128)),
+        ("TextCNN, distilled (relational)", dict(cnn, objective="distill", distill_loss="relational", teacher=args.teacher,
+                                                 train_file=str(corpus), epochs=args.distill_epochs, batch_size=128)),
+        ("3-layer MiniLM, distilled (MSE)", dict(model=args.teacher, objective="distill", teacher=args.teacher,
+                                                  student_layers=3, train_file=str(corpus), lr=1e-4,
+                                                  epochs=args.student_epochs, batch_size=64)),
+    ]
+    for name, over in runs:
+        folder = out / name.split(",")[0].replace(" ", "-").lower() / str(abs(hash(name)) % 10_000)
+        m = train(TrainConfig(output=str(folder), **over), progress=False)
+        rows.append(measure(name, str(folder), folder, {"train_seconds": m["train_seconds"], "steps": m["steps"]}))
+
+    teacher = rows[0]
+    table = md_table(
+        ["model", "7-task avg", "% of teacher", "encode sent/s", "speed vs teacher", "size (MiB)", "train s"],
+        [[r["name"], r["avg"], 100 * r["avg"] / teacher["avg"], r["sentences_per_s"],
+          f"{r['sentences_per_s'] / teacher['sentences_per_s']:.1f}x", r["size_mib"], r.get("train_seconds", "–")]
+         for r in rows])
+    per_task = md_table(["model", *[t for t in STS_TASKS]], [[r["name"], *[r["tasks"][t] for t in STS_TASKS]] for r in rows])
+    text = (f"# Small models\n\nCommand: `python -m bench.small_models --teacher {args.teacher} --cnn-epochs {args.cnn_epochs} "
+            f"--distill-epochs {args.distill_epochs} --student-epochs {args.student_epochs}` (total "
+            f"{time.perf_counter() - t0:.0f} s)\n\nMachine: {machine()}\n\n"
+            "7-task average = Spearman ×100 over STS12–16 ('all'), STS-B and SICK-R test, SentEval text. Encoding "
+            "speed = distinct sentences of the 7 test sets (26,083) per second, batch 64, including tokenization. "
+            "Size = weights + vocabulary + configs on disk. TextCNN: GloVe 6B 50d (400k words, trainable), kernels "
+            "1/3/5 × 128 channels, lr 1e-3. Distillation corpus: "
+            f"{n_corpus} distinct unlabeled sentences from the Wikipedia sample, the SNLI triples and the STS-B/SICK-R "
+            "train splits, minus any sentence that occurs in an STS test set.\n\n" + table + "\n\nPer task:\n\n" + per_task + "\n")
+    print(text)
+    Path(args.write).write_text(text, encoding="utf-8")
+    Path(args.write).with_suffix(".json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
