@@ -55,6 +55,13 @@ def disable_dropout(module: torch.nn.Module) -> None:
                 setattr(m, attr, 0.0)
 
 
+def warn_slow_cpu_precision(precision: str) -> None:
+    cap = torch.backends.cpu.get_cpu_capability()
+    if precision == "fp16" or cap in ("DEFAULT", "NO AVX", "AVX2"):
+        logger.warning("%s autocast on this CPU (%s) has no native support and is much slower than fp32; "
+                       "use fp32 here, %s on GPUs or CPUs with AVX512-BF16/AMX", precision, cap, precision)
+
+
 def step_rng(seed: int, step: int) -> random.Random:
     return random.Random(seed * 1_000_003 + step)
 
@@ -178,8 +185,8 @@ class Trainer:
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
             torch.cuda.set_device(self.device)
-        if cfg.precision in ("bf16", "fp16") and self.device.type == "cpu" and cfg.precision == "fp16":
-            logger.warning("fp16 on CPU is emulated and slow; bf16 or fp32 are the CPU choices")
+        if self.device.type == "cpu" and cfg.precision != "fp32":
+            warn_slow_cpu_precision(cfg.precision)
         seed_everything(cfg.seed)
         self.out = Path(cfg.output)
 
@@ -295,12 +302,16 @@ class Trainer:
 
     def optimizer_step(self) -> None:
         self.dist.all_reduce_grads(self.params)
+        stepped = True
         if self.scaler is not None:
+            scale = self.scaler.get_scale()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            stepped = self.scaler.get_scale() >= scale  # a skipped step (inf/nan gradients) lowers the scale
         else:
             self.optimizer.step()
-        self.scheduler.step()
+        if stepped:
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 
     def trainer_state(self) -> dict:

@@ -112,3 +112,9 @@ def test_real_dev_evaluation_runs(tiny_bert, unsup_file, tmp_path):
     ev = m["evaluations"][0]
     assert set(ev) == {"step", "stsb_dev_spearman", "sickr_dev_spearman", "alignment", "uniformity"}
     assert 0 <= ev["alignment"] <= 4 and ev["uniformity"] <= 0
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains(tiny_bert, unsup_file, tmp_path, precision):
+    m = train(cfg_for(tiny_bert, unsup_file, tmp_path / "o", precision=precision, max_steps=3), progress=False)
+    assert all(0 < x < 100 for x in m["losses"])
