@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 from bench.common import DOCS, machine, md_table
 from embtune.config import TrainConfig
@@ -51,23 +52,38 @@ def main() -> None:
     ap.add_argument("--write", default=str(DOCS / "ablations.md"))
     args = ap.parse_args()
 
-    rows = []
     t0 = time.perf_counter()
-    base = evaluate(args.model)
-    rows.append([f"{args.model} (no training)", base["stsb_dev"], base["avg7"], base["alignment"], base["uniformity"], "–"])
-    print(rows[-1], flush=True)
-    results = {"base": base}
-    for name, over in VARIANTS.items():
-        if args.only and not any(s in name for s in args.only.split(",")):
+    # Finished variants are kept in OUT/results.jsonl, so an interrupted run continues where it stopped.
+    done_file = Path(args.out) / "results.jsonl"
+    done_file.parent.mkdir(parents=True, exist_ok=True)
+    results = {}
+    if done_file.is_file():
+        for line in done_file.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            if rec.get("steps") == args.steps and rec.get("model") == args.model:
+                results[rec["name"]] = rec
+
+    def record(name: str, rec: dict) -> None:
+        rec = {"name": name, "steps": args.steps, "model": args.model, **rec}
+        results[name] = rec
+        with open(done_file, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+        print(rec, flush=True)
+
+    base_name = f"{args.model} (no training)"
+    if base_name not in results:
+        record(base_name, {**evaluate(args.model), "seconds_per_step": None})
+    for i, (name, over) in enumerate(VARIANTS.items()):
+        if (args.only and not any(s in name for s in args.only.split(","))) or name in results:
             continue
-        out = f"{args.out}/{name.split(' ')[0]}-{abs(hash(name)) % 10_000}"
-        cfg = TrainConfig(model=args.model, train_file="wiki-sample", output=out, max_steps=args.steps,
-                          batch_size=args.batch_size, **over)
-        m = train(cfg, progress=False)
-        r = evaluate(out)
-        results[name] = {**r, "seconds_per_step": m["seconds_per_step"], "config": over}
-        rows.append([name, r["stsb_dev"], r["avg7"], r["alignment"], r["uniformity"], m["seconds_per_step"]])
-        print(rows[-1], flush=True)
+        out = f"{args.out}/variant-{i}"
+        settings = {"model": args.model, "train_file": "wiki-sample", "output": out, "max_steps": args.steps,
+                    "batch_size": args.batch_size, **over}
+        m = train(TrainConfig(**settings), progress=False)
+        record(name, {**evaluate(out), "seconds_per_step": m["seconds_per_step"], "config": over})
+    rows = [[n, r["stsb_dev"], r["avg7"], r["alignment"], r["uniformity"],
+             r["seconds_per_step"] if r["seconds_per_step"] is not None else "–"]
+            for n, r in results.items() if n == base_name or n in VARIANTS]
     table = md_table(["objective", "STS-B dev", "7-task avg (test)", "alignment", "uniformity", "s/step"], rows)
     cmd = f"python -m bench.ablations --steps {args.steps} --model {args.model} --batch-size {args.batch_size}"
     text = (f"# Ablations of the SimCSE family\n\nCommand: `{cmd}` (total {time.perf_counter() - t0:.0f} s)\n\n"
@@ -76,6 +92,10 @@ def main() -> None:
             "(11,914 sentences), supervised SimCSE on the bundled SNLI dev+test triples. STS-B dev Spearman ×100, "
             "the 7-task STS test average (SimCSE's 'all' setting, SentEval text), alignment/uniformity on STS-B dev "
             "(lower is better), seconds per step on this machine.\n\n" + table + "\n")
+    resumed = [n for n, r in results.items() if "from_log" in r]
+    if resumed:
+        text += (f"\nThe rows {', '.join(resumed)} were measured by an earlier run of the same command that stopped "
+                 "before the last rows (a bug in this script, since fixed); this run resumed from its results.\n")
     print(text)
     if args.write:
         with open(args.write, "w", encoding="utf-8") as f:
