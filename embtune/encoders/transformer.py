@@ -185,7 +185,7 @@ class TransformerEncoder(Encoder):
         emb = pool(self.pooler, out.last_hidden_state, features["attention_mask"], out.hidden_states if need_all else None)
         if self.mlp is not None and (self.training or not self.mlp_only_train):
             emb = self.mlp(emb)
-        if self.normalize and not self.training:
+        if self.normalize:  # part of the model, in training too (sentence-transformers' Normalize module)
             emb = torch.nn.functional.normalize(emb, dim=-1)
         return emb
 
