@@ -76,16 +76,22 @@ def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -
 
 
 def embed_views(encoder: Encoder, views: list[list[list[int]]], device: torch.device, precision: str) -> torch.Tensor:
-    """Embed V views of N sequences in one forward pass -> (V, N, d).
+    """Embed V views of N sequences -> (V, N, d).
 
-    One pass over the concatenation gives every row its own dropout mask, exactly as V passes
-    would, at less overhead (SimCSE §3: "feed the same input to the encoder twice").
+    Every row draws its own dropout mask however the rows are grouped into passes, so the two
+    views of unsup SimCSE differ exactly as two separate passes would (SimCSE §3).
     """
     n_views, n = len(views), len(views[0])
     flat = [seq for view in views for seq in view]
+    # Sort the V*N sequences by length and embed them in V passes of N, each padded to its own
+    # longest sequence: far less padding when views differ in length (premise vs hypotheses).
+    order = sorted(range(len(flat)), key=lambda i: len(flat[i]))
     with autocast(device, precision):
-        emb = encoder.embed_ids(flat)
-    return emb.float().view(n_views, n, -1)
+        pieces = [encoder.embed_ids([flat[i] for i in order[s:s + n]]) for s in range(0, len(flat), n)]
+    inverse = torch.empty(len(flat), dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(len(flat))
+    emb = torch.cat(pieces).float()[inverse.to(pieces[0].device)]
+    return emb.view(n_views, n, -1)
 
 
 class EvalTracker:
