@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
 from pathlib import Path
 
 import torch
@@ -24,12 +23,6 @@ def machine() -> str:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads)")
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process (and of finished children) so far, MiB."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return own / 1024
 
 
 def md_table(header: list[str], rows: list[list[object]]) -> str:
