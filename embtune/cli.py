@@ -65,7 +65,7 @@ def _add_train(sub) -> None:
     p.add_argument("--vocab-limit", type=int, default=S, help="keep the N most frequent words of the vectors")
     p.add_argument("--word-dropout", type=float, default=S)
     p.add_argument("--teacher", default=S, help="distill: the teacher model")
-    p.add_argument("--distill-loss", choices=["mse", "relational"], default=S)
+    p.add_argument("--distill-loss", choices=["mse", "relational", "similarity"], default=S)
     p.add_argument("--student-layers", type=int, default=S, help="distill: student = the model's first k layers")
     p.add_argument("--seed", type=int, default=S)
     p.add_argument("--device", default=S)
@@ -104,6 +104,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--pooler", default=None, help="override the model's pooler")
     p.add_argument("--device", default=None)
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="onnx: run the transformer in ONNX Runtime (CPU, fp32; exported on first use)")
 
 
 def _add_encode(sub) -> None:
@@ -115,6 +117,8 @@ def _add_encode(sub) -> None:
     p.add_argument("--normalize", action="store_true")
     p.add_argument("--device", default=None)
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="onnx: run the transformer in ONNX Runtime (CPU, fp32; exported on first use)")
 
 
 def _add_report(sub) -> None:
@@ -185,13 +189,19 @@ def _train_and_eval(cfg, final_eval: str | None, progress: bool, resume: bool = 
         print(format_results(cfg.output, res))
 
 
+def _check_backend(args: argparse.Namespace) -> None:
+    if args.backend == "onnx" and args.precision != "fp32":
+        raise EmbtuneError(f"--backend onnx runs in fp32; --precision {args.precision} needs --backend torch")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from embtune.encoders import load_encoder
     from embtune.evaluation.report import format_results, write_results
     from embtune.evaluation.suite import parse_tasks, run_evaluation
 
     tasks = parse_tasks(args.tasks)
-    enc = load_encoder(args.model, device=args.device, pooler=args.pooler)
+    _check_backend(args)
+    enc = load_encoder(args.model, device=args.device, pooler=args.pooler, backend=args.backend)
     res = run_evaluation(enc, tasks, text=args.text, mode=args.sts_mode, split=args.split, batch_size=args.batch_size,
                          precision=args.precision, show_progress=sys.stderr.isatty())
     res["model"] = args.model
@@ -210,7 +220,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     lines = read_text_lines(args.input)
     if not lines:
         raise EmbtuneError(f"{args.input}: no sentences")
-    enc = load_encoder(args.model, device=args.device)
+    _check_backend(args)
+    enc = load_encoder(args.model, device=args.device, backend=args.backend)
     emb = enc.encode(lines, batch_size=args.batch_size, normalize=args.normalize, precision=args.precision)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     np.save(args.output, emb)

@@ -52,7 +52,7 @@ class TrainConfig:
     vocab_limit: int | None = None  # keep the N most frequent words of the vectors
     word_dropout: float = 0.1  # dropout on the word vectors (the views of unsup SimCSE)
     teacher: str | None = None  # distill: the teacher model
-    distill_loss: str = "mse"  # distill: mse | relational
+    distill_loss: str = "mse"  # distill: mse | relational | similarity
     student_layers: int | None = None  # a transformer student made of the model's first k layers
     seed: int = 42
     device: str | None = None

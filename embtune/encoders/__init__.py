@@ -15,6 +15,7 @@ from embtune.errors import EmbtuneError
 from embtune.utils import resolve_device
 
 logger = logging.getLogger(__name__)
+BACKENDS = ("torch", "onnx")
 
 
 def load_encoder(
@@ -26,6 +27,7 @@ def load_encoder(
     default_pooler: str = "mean",
     default_mlp_only_train: bool = False,
     word_encoder: str | None = None,
+    backend: str = "torch",
     **wordvec_options,
 ) -> Encoder:
     """Load an encoder.
@@ -33,9 +35,14 @@ def load_encoder(
     ``name_or_path`` is a built-in model (``minilm-l6``), built-in word vectors (``glove-50d``; with
     ``word_encoder`` mean or textcnn, mean by default), a folder saved by embtune or
     sentence-transformers, a plain Hugging Face folder, or a Hugging Face id.
+    ``backend="onnx"`` runs a transformer in ONNX Runtime (inference only; exported on first use).
     """
+    if backend not in BACKENDS:
+        raise EmbtuneError(f"unknown backend {backend!r}; expected one of: {', '.join(BACKENDS)}")
     dev = resolve_device(device)
     if name_or_path in BUILTIN_VECTORS or word_encoder is not None:
+        if backend != "torch":
+            raise EmbtuneError(f"word-vector encoders run in torch only (backend {backend!r})")
         enc = WordVectorEncoder.from_vectors(name_or_path, kind=word_encoder or "mean", **wordvec_options)
         return enc.eval().to(dev)
     folder = resolve_model_path(name_or_path)
@@ -46,12 +53,20 @@ def load_encoder(
         except json.JSONDecodeError as e:
             raise EmbtuneError(f"{meta}: invalid JSON ({e})") from e
         if kind == "wordvec":
+            if backend != "torch":
+                raise EmbtuneError(f"{folder}: word-vector encoders run in torch only (backend {backend!r})")
             return WordVectorEncoder.load(folder).eval().to(dev)
     enc = TransformerEncoder.load(folder, pooler=pooler, mlp_only_train=mlp_only_train,
                                   trust_remote_code=trust_remote_code, default_pooler=default_pooler,
                                   default_mlp_only_train=default_mlp_only_train)
     enc.source_path = Path(folder)
     enc.eval()
+    if backend == "onnx":
+        from embtune.encoders.onnx import OnnxEncoder
+
+        if dev.type != "cpu":
+            raise EmbtuneError(f"the ONNX backend runs on the CPU; got --device {dev}")
+        return OnnxEncoder(enc)
     return enc.to(dev)
 
 

@@ -182,7 +182,11 @@ class TransformerEncoder(Encoder):
             output_hidden_states=need_all,
             return_dict=True,
         )
-        emb = pool(self.pooler, out.last_hidden_state, features["attention_mask"], out.hidden_states if need_all else None)
+        return self.head(out.last_hidden_state, features["attention_mask"], out.hidden_states if need_all else None)
+
+    def head(self, last_hidden: Tensor, attention_mask: Tensor, hidden_states: tuple[Tensor, ...] | None = None) -> Tensor:
+        """Token states -> sentence embedding: pooler, MLP (when kept), Normalize (when present)."""
+        emb = pool(self.pooler, last_hidden, attention_mask, hidden_states)
         if self.mlp is not None and (self.training or not self.mlp_only_train):
             emb = self.mlp(emb)
         if self.normalize:  # part of the model, in training too (sentence-transformers' Normalize module)

@@ -4,7 +4,15 @@
   Gurevych 2020, "Making Monolingual Sentence Embeddings Multilingual"); a student of another
   width gets a learned linear projection, which becomes part of the saved student.
 - ``relational``: the student's in-batch cosine-similarity distribution matches the teacher's:
-  KL( softmax(S_t / τ) || softmax(S_s / τ) ) row by row, S = cosine-similarity matrix of the batch.
+  KL( softmax(S_t / τ) || softmax(S_s / τ) ) row by row, S = cosine-similarity matrix of the batch
+  (the diagonal, the same for both, is left out).
+- ``similarity``: the in-batch cosine-similarity matrices themselves are matched, mean of
+  (S_s − S_t)² over the off-diagonal entries (similarity-preserving distillation, Tung & Mori 2019,
+  with cosine instead of dot-product Gram matrices — the quantity STS evaluation scores).
+
+Training files may have one column (sentences) or several (pairs, NLI triples): every sentence of
+a row is distilled, and the relational losses compare all the sentences of the batch, so related
+sentences of one row (a premise and its hypotheses) give the fine-grained pairs STS is about.
 
 Teacher embeddings are computed once per distinct training sentence, before training, and cached
 on disk (``$EMBTUNE_CACHE/teacher/``) keyed by teacher and sentences, so epochs and later runs
@@ -24,10 +32,11 @@ from torch import Tensor, nn
 
 from embtune.data.registry import cache_dir
 from embtune.errors import EmbtuneError
+from embtune.data.readers import PAIR_COLUMNS, TRIPLE_COLUMNS
 from embtune.objectives.base import Batch, Objective, check_temperature
 
 logger = logging.getLogger(__name__)
-LOSSES = ("mse", "relational")
+LOSSES = ("mse", "relational", "similarity")
 
 
 class TeacherCache:
@@ -64,7 +73,7 @@ class TeacherCache:
 
 class Distill(Objective):
     name = "distill"
-    accepts = (("text",),)
+    accepts = (("text",), PAIR_COLUMNS, TRIPLE_COLUMNS)
     default_pooler = "mean"
     needs_global_batch = False  # each process distils its own examples
 
@@ -85,7 +94,7 @@ class Distill(Objective):
         return cls(cfg.teacher, cfg.distill_loss, cfg.temperature)
 
     def setup(self, encoder, data=None) -> None:
-        texts = list(dict.fromkeys(ex[0] for ex in data.examples))
+        texts = list(dict.fromkeys(t for ex in data.examples for t in ex))
         self.targets = self.cache.embeddings(texts).float()
         self.row = {t: i for i, t in enumerate(texts)}
         t_dim, s_dim = self.targets.shape[1], encoder.embedding_dim
@@ -99,15 +108,22 @@ class Distill(Objective):
                 raise EmbtuneError(f"--projection-dim {encoder.projection.out_features} must equal the teacher's width {t_dim}")
 
     def views(self, batch: Batch) -> list[list[list[int]]]:
-        return [batch.column(0)]
+        return [batch.column(c) for c in range(len(batch.ids[0]))]
 
     def loss(self, embeddings: Tensor, batch: Batch | None = None) -> Tensor:
-        student = embeddings[0]
-        teacher = self.targets[[self.row[ex[0]] for ex in batch.texts]].to(student.device)
+        v, n, d = embeddings.shape
+        student = embeddings.reshape(v * n, d)  # view-major, like the rows below
+        rows = [self.row[ex[c]] for c in range(v) for ex in batch.texts]
+        teacher = self.targets[rows].to(student.device)
         if self.kind == "mse":
             return F.mse_loss(student, teacher)
         s = F.normalize(student, dim=-1)
         t = F.normalize(teacher, dim=-1)
-        log_p_student = F.log_softmax(s @ s.T / self.temperature, dim=-1)
-        log_p_teacher = F.log_softmax(t @ t.T / self.temperature, dim=-1)
-        return F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="batchmean")
+        sim_s, sim_t = s @ s.T, t @ t.T
+        off = ~torch.eye(len(s), dtype=torch.bool, device=s.device)
+        if self.kind == "similarity":
+            return ((sim_s - sim_t)[off] ** 2).mean()
+        # the diagonal (self-similarity 1) is masked out of both distributions
+        log_p_student = F.log_softmax((sim_s / self.temperature).masked_fill(~off, float("-inf")), dim=-1)
+        log_p_teacher = F.log_softmax((sim_t / self.temperature).masked_fill(~off, float("-inf")), dim=-1)
+        return (log_p_teacher.exp() * (log_p_teacher - log_p_student)).masked_fill(~off, 0.0).sum(-1).mean()

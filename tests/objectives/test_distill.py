@@ -29,26 +29,55 @@ def unsup_file(tmp_path):
     return p
 
 
+class _Batch:
+    def __init__(self, texts):
+        self.texts = texts
+
+
+def _cos(a, b):
+    return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+
+
+S3 = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]  # student embeddings of x, y, z
+T3 = [[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]]  # teacher embeddings of x, y, z
+
+
+def _distill(kind: str, tau: float = 0.5) -> Distill:
+    obj = Distill("t", loss=kind, temperature=tau)
+    obj.targets, obj.row = torch.tensor(T3), {"x": 0, "y": 1, "z": 2}
+    return obj
+
+
 def test_relational_loss_by_hand():
-    obj = Distill("t", loss="relational", temperature=0.5)
-    s = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    t = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
-    obj.targets, obj.row = t, {"x": 0, "y": 1}
-
-    class B:
-        texts = [("x",), ("y",)]
-
-    # S_s = [[1,0],[0,1]]/τ ; S_t = [[1, c],[c, 1]]/τ with c = cos45
-    c = 1 / math.sqrt(2)
-    total = 0.0
-    for i in range(2):
-        zs = [2 * (1.0 if i == j else 0.0) for j in range(2)]
-        zt = [2 * (1.0 if i == j else c) for j in range(2)]
+    # KL(p_t || p_s) per row over the other sentences of the batch (the diagonal is left out)
+    tau, total = 0.5, 0.0
+    for i in range(3):
+        others = [j for j in range(3) if j != i]
+        zs = [_cos(S3[i], S3[j]) / tau for j in others]
+        zt = [_cos(T3[i], T3[j]) / tau for j in others]
         ps = [math.exp(v) / sum(math.exp(u) for u in zs) for v in zs]
         pt = [math.exp(v) / sum(math.exp(u) for u in zt) for v in zt]
-        total += sum(pt[j] * (math.log(pt[j]) - math.log(ps[j])) for j in range(2))
-    got = obj.loss(s.unsqueeze(0), B()).item()
-    assert got == pytest.approx(total / 2, rel=1e-6)
+        total += sum(pt[k] * (math.log(pt[k]) - math.log(ps[k])) for k in range(2))
+    got = _distill("relational", tau).loss(torch.tensor(S3).unsqueeze(0), _Batch([("x",), ("y",), ("z",)])).item()
+    assert got == pytest.approx(total / 3, rel=1e-6)
+
+
+def test_similarity_loss_by_hand():
+    # mean over the 6 off-diagonal entries of (cos_s - cos_t)^2
+    want = sum((_cos(S3[i], S3[j]) - _cos(T3[i], T3[j])) ** 2 for i in range(3) for j in range(3) if i != j) / 6
+    got = _distill("similarity").loss(torch.tensor(S3).unsqueeze(0), _Batch([("x",), ("y",), ("z",)])).item()
+    assert got == pytest.approx(want, rel=1e-6)
+
+
+def test_multi_column_rows_distil_every_sentence():
+    # a pair file: row 1 = (x, y), row 2 = (z, x); views are the columns, (V=2, N=2, d)
+    obj = _distill("mse")
+    batch = _Batch([("x", "y"), ("z", "x")])
+    emb = torch.tensor([[S3[0], S3[2]], [S3[1], S3[0]]])  # column 0: x, z ; column 1: y, x
+    want = sum((a - b) ** 2 for s, t in [(0, 0), (2, 2), (1, 1), (0, 0)] for a, b in zip(S3[s], T3[t])) / 8
+    assert obj.loss(emb, batch).item() == pytest.approx(want, rel=1e-6)
+    fake = type("B", (), {"ids": [([1], [2]), ([3], [1])], "column": lambda self, c: [ex[c] for ex in self.ids]})()
+    assert obj.views(fake) == [[[1], [3]], [[2], [1]]]
 
 
 def test_textcnn_distillation_lowers_mse_and_caches_the_teacher(tiny_st, glove_file, unsup_file, tmp_path, monkeypatch):

@@ -1,0 +1,64 @@
+"""The ONNX Runtime backend gives the torch encoder's embeddings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embtune.encoders import load_encoder
+from embtune.encoders.transformer import TransformerEncoder
+from embtune.errors import EmbtuneError
+from tests.conftest import SENTENCES
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+# different lengths and duplicates, so padding, sorting and de-duplication are all exercised
+TEXTS = SENTENCES + ["a dog", "", SENTENCES[0], "the the the the the the the the the the the the man"]
+
+
+@pytest.mark.parametrize("pooler,mlp_only_train", [("mean", False), ("cls", False), ("cls_before_pooler", False),
+                                                   ("avg_first_last", False), ("avg_top2", False)])
+def test_onnx_backend_matches_torch(tiny_bert, tmp_path, pooler, mlp_only_train):
+    enc = TransformerEncoder.load(tiny_bert, pooler=pooler, mlp_only_train=mlp_only_train)
+    enc.normalize = pooler == "mean"  # a Normalize module in the saved model too
+    enc.save(tmp_path / "m")
+    ref = load_encoder(str(tmp_path / "m")).encode(TEXTS, batch_size=4)
+    onnx = load_encoder(str(tmp_path / "m"), backend="onnx")
+    got = onnx.encode(TEXTS, batch_size=4)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+    # the export is cached: a second load reuses the file instead of exporting again
+    again = load_encoder(str(tmp_path / "m"), backend="onnx")
+    assert again.onnx_file == onnx.onnx_file
+
+
+def test_saved_onnx_folder_is_used_and_fused(tiny_bert, tmp_path):
+    from embtune.encoders.onnx import FUSED, ONNX_DIR, OnnxEncoder
+
+    enc = TransformerEncoder.load(tiny_bert, pooler="mean")
+    OnnxEncoder(enc).save(tmp_path / "m")
+    assert (tmp_path / "m" / ONNX_DIR / "model.onnx").is_file()
+    loaded = load_encoder(str(tmp_path / "m"), backend="onnx")
+    assert loaded.onnx_file == tmp_path / "m" / ONNX_DIR / FUSED  # the model's own export, not the cache's
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(loaded.onnx_file)).graph.node}
+    assert "Attention" in ops  # ONNX Runtime's optimizer fused the attention
+    np.testing.assert_allclose(loaded.encode(TEXTS), enc.encode(TEXTS), atol=1e-4)
+
+
+def test_onnx_backend_refuses_what_it_cannot_run(tiny_bert, tmp_path):
+    with pytest.raises(EmbtuneError, match="backend"):
+        load_encoder(str(tiny_bert), backend="tensorrt")
+    with pytest.raises(EmbtuneError, match="torch only"):
+        load_encoder("glove-50d", backend="onnx")
+    onnx = load_encoder(str(tiny_bert), backend="onnx")
+    with pytest.raises(EmbtuneError, match="inference"):
+        onnx.train()
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a graph")
+    from embtune.encoders.onnx import OnnxEncoder
+
+    with pytest.raises(EmbtuneError, match="bad.onnx"):
+        OnnxEncoder(load_encoder(str(tiny_bert)), onnx_file=bad)
