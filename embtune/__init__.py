@@ -15,7 +15,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 
-def load(name_or_path: str, device: str | None = None):
+def load(name_or_path: str, device: str | None = None, backend: str = "torch"):
     """Load a sentence-embedding model: a built-in name (``minilm-l6``), a local folder or a Hugging Face id.
 
     >>> model = embtune.load("minilm-l6")
@@ -24,7 +24,7 @@ def load(name_or_path: str, device: str | None = None):
     """
     from embtune.encoders import load_encoder
 
-    return load_encoder(name_or_path, device=device)
+    return load_encoder(name_or_path, device=device, backend=backend)
 
 
 __all__ = ["load", "__version__"]
