@@ -1,7 +1,7 @@
 """ONNX Runtime backend for transformer encoders (inference only).
 
-``export_onnx(encoder, folder)`` writes the transformer of an encoder as ONNX, in the layout
-sentence-transformers' ``backend="onnx"`` reads (``folder/onnx/model.onnx``: inputs
+``export_onnx(encoder, folder)`` writes the transformer of an encoder as ONNX under the file name
+sentence-transformers' ``backend="onnx"`` looks for (``folder/onnx/model.onnx``: inputs
 ``input_ids`` and ``attention_mask``, dynamic batch and length, output ``last_hidden_state``),
 plus ``onnx/model_fused.onnx``: the same graph after ONNX Runtime's transformer optimizer fused
 attention, embedding + LayerNorm, bias + GELU and residual + LayerNorm into single kernels.
