@@ -3,8 +3,9 @@
     python -m bench.small_models [--teacher minilm-l6] [--cnn-epochs 3] [--distill-epochs 5]
 
 Rows: avg. GloVe-50d; TextCNN (GloVe-50d) trained with unsup SimCSE on the Wikipedia sample and
-with sup SimCSE on the SNLI triples; TextCNN distilled from the teacher (MSE and relational); a
-3-layer transformer made from the teacher's first layers and distilled (MSE); the teacher itself.
+with sup SimCSE on the SNLI triples; TextCNN distilled from the teacher (MSE, similarity and
+relational on single sentences; relational on rows of three related sentences); a 3-layer
+transformer made from the teacher's first layers and distilled (MSE); the teacher itself.
 Distillation uses unlabeled sentences of the repo's training data only: the Wikipedia sample, the
 SNLI triples and the STS-B / SICK-R *train* splits (never a test split). Writes docs/small-models.md.
 """
@@ -12,7 +13,9 @@ SNLI triples and the STS-B / SICK-R *train* splits (never a test split). Writes 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import random
 import time
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from embtune.config import TrainConfig
 from embtune.data import read_train_file
 from embtune.encoders import load_encoder
 from embtune.evaluation.sts import STS_TASKS, evaluate_sts, load_sts
+from embtune.objectives.augment import augment
 from embtune.training import train
 
 
@@ -28,19 +32,45 @@ def folder_mib(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and f.suffix in (".safetensors", ".json", ".txt")) / 2**20
 
 
+def _test_sentences() -> set[str]:
+    return {s.strip().lower() for t in STS_TASKS for text in ("raw", "senteval")
+            for d in [load_sts(t, "test", text=text)] for s in (*d.sent1, *d.sent2)}
+
+
 def distill_corpus(path: Path) -> int:
+    """One distinct sentence per line: the Wikipedia sample, SNLI triples, STS-B/SICK-R train."""
     sents = [ex[0] for ex in read_train_file("wiki-sample").examples]
     for ex in read_train_file("snli-triples").examples:
         sents.extend(ex)
     for task in ("stsb", "sickr"):
         d = load_sts(task, "train", text="raw")
         sents.extend(d.sent1 + d.sent2)
-    test = {s.strip().lower() for t in STS_TASKS for text in ("raw", "senteval")
-            for d in [load_sts(t, "test", text=text)] for s in (*d.sent1, *d.sent2)}
+    test = _test_sentences()
     uniq = [s for s in dict.fromkeys(s.strip() for s in sents if s.strip()) if s.lower() not in test]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(uniq) + "\n", encoding="utf-8")
     return len(uniq)
+
+
+def distill_triples(path: Path, seed: int = 0) -> tuple[int, int]:
+    """Rows of three related sentences, so a batch holds the fine-grained pairs STS is about:
+    SNLI triples as they are; STS-B/SICK-R train pairs + a 20% word-deletion edit of the first;
+    a Wikipedia sentence + a 20% word-deletion edit + a 30% crop. Rows with a test sentence are left out."""
+    rng = random.Random(seed)
+    rows = [tuple(ex) for ex in read_train_file("snli-triples").examples]
+    for task in ("stsb", "sickr"):
+        d = load_sts(task, "train", text="raw")
+        rows += [(a, b, augment(a, ["word-deletion"], rng, 0.2)) for a, b in zip(d.sent1, d.sent2)]
+    for (s,) in read_train_file("wiki-sample").examples:
+        rows.append((s, augment(s, ["word-deletion"], rng, 0.2), augment(s, ["crop"], rng, 0.3)))
+    test = _test_sentences()
+    kept = [r for r in rows if all(x.strip() and x.strip().lower() not in test for x in r)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(["sent0", "sent1", "hard_neg"])
+        w.writerows([[" ".join(x.split()) for x in r] for r in kept])
+    return len(kept), len({x for r in kept for x in r})
 
 
 def measure(name: str, model: str, size_path: Path | None, extra: dict | None = None) -> dict:
@@ -66,6 +96,8 @@ def main() -> None:
     t0 = time.perf_counter()
     corpus = out / "distill_corpus.txt"
     n_corpus = distill_corpus(corpus)
+    triples = out / "distill_triples.tsv"
+    n_rows, n_triple_sents = distill_triples(triples)
 
     rows = []
     teacher_dir = Path(load_encoder(args.teacher).source_path)
@@ -75,13 +107,16 @@ def main() -> None:
     rows.append(measure("avg. GloVe-50d", str(glove_dir), glove_dir))
 
     cnn = dict(model="glove-50d", encoder="textcnn", lr=1e-3, epochs=args.cnn_epochs, batch_size=64)
+    distill = dict(cnn, objective="distill", teacher=args.teacher, epochs=args.distill_epochs, batch_size=128,
+                   freeze_embeddings=True)
     runs = [
         ("TextCNN, unsup SimCSE (wiki sample)", dict(cnn, objective="unsup-simcse", train_file="wiki-sample")),
         ("TextCNN, sup SimCSE (SNLI triples)", dict(cnn, objective="sup-simcse", train_file="snli-triples")),
-        ("TextCNN, distilled (MSE)", dict(cnn, objective="distill", teacher=args.teacher, train_file=str(corpus),
-                                          epochs=args.distill_epochs, batch_size=128)),
-        ("TextCNN, distilled (relational)", dict(cnn, objective="distill", distill_loss="relational", teacher=args.teacher,
-                                                 train_file=str(corpus), epochs=args.distill_epochs, batch_size=128)),
+        ("TextCNN, distilled (MSE)", dict(distill, train_file=str(corpus))),
+        ("TextCNN, distilled (similarity)", dict(distill, distill_loss="similarity", train_file=str(corpus))),
+        ("TextCNN, distilled (relational)", dict(distill, distill_loss="relational", train_file=str(corpus))),
+        ("TextCNN, distilled (relational, triples, trainable GloVe)",
+         dict(distill, distill_loss="relational", train_file=str(triples), freeze_embeddings=False)),
         ("3-layer MiniLM, distilled (MSE)", dict(model=args.teacher, objective="distill", teacher=args.teacher,
                                                   student_layers=3, train_file=str(corpus), lr=1e-4,
                                                   epochs=args.student_epochs, batch_size=64)),
@@ -104,9 +139,12 @@ def main() -> None:
             "7-task average = Spearman ×100 over STS12–16 ('all'), STS-B and SICK-R test, SentEval text. Encoding "
             "speed = distinct sentences of the 7 test sets (26,083) per second, batch 64, including tokenization. "
             "Size = weights + vocabulary + configs on disk. TextCNN: GloVe 6B 50d (400k words, trainable), kernels "
-            "1/3/5 × 128 channels, lr 1e-3. Distillation corpus: "
-            f"{n_corpus} distinct unlabeled sentences from the Wikipedia sample, the SNLI triples and the STS-B/SICK-R "
-            "train splits, minus any sentence that occurs in an STS test set.\n\n" + table + "\n\nPer task:\n\n" + per_task + "\n")
+            "1/3/5 × 128 channels, lr 1e-3; distilled TextCNNs keep GloVe frozen unless the row says otherwise, batch 128 rows, relational τ 0.05. "
+            f"Distillation corpus: {n_corpus} distinct unlabeled sentences from the Wikipedia sample, the SNLI triples "
+            "and the STS-B/SICK-R train splits, minus any sentence that occurs in an STS test set. 'triples': "
+            f"{n_rows} rows of three related sentences ({n_triple_sents} distinct): SNLI triples; STS-B/SICK-R train "
+            "pairs + a 20% word-deletion edit; Wikipedia sentence + a 20% word-deletion edit + a 30% crop (rows with a "
+            "test sentence left out), so every batch holds close pairs for the relational loss.\n\n" + table + "\n\nPer task:\n\n" + per_task + "\n")
     print(text)
     Path(args.write).write_text(text, encoding="utf-8")
     Path(args.write).with_suffix(".json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
