@@ -52,17 +52,19 @@ def distill_corpus(path: Path) -> int:
     return len(uniq)
 
 
-def distill_triples(path: Path, seed: int = 0) -> tuple[int, int]:
+def distill_triples(path: Path, seed: int = 0, rounds: int = 1) -> tuple[int, int]:
     """Rows of three related sentences, so a batch holds the fine-grained pairs STS is about:
     SNLI triples as they are; STS-B/SICK-R train pairs + a 20% word-deletion edit of the first;
-    a Wikipedia sentence + a 20% word-deletion edit + a 30% crop. Rows with a test sentence are left out."""
+    a Wikipedia sentence + a 20% word-deletion edit + a 30% crop. Rows with a test sentence are left out.
+    ``rounds`` > 1 repeats the edited rows with new random edits (more sentences for the teacher to label)."""
     rng = random.Random(seed)
     rows = [tuple(ex) for ex in read_train_file("snli-triples").examples]
-    for task in ("stsb", "sickr"):
-        d = load_sts(task, "train", text="raw")
-        rows += [(a, b, augment(a, ["word-deletion"], rng, 0.2)) for a, b in zip(d.sent1, d.sent2)]
-    for (s,) in read_train_file("wiki-sample").examples:
-        rows.append((s, augment(s, ["word-deletion"], rng, 0.2), augment(s, ["crop"], rng, 0.3)))
+    for _ in range(rounds):  # each round adds new random edits of the same sentences
+        for task in ("stsb", "sickr"):
+            d = load_sts(task, "train", text="raw")
+            rows += [(a, b, augment(a, ["word-deletion"], rng, 0.2)) for a, b in zip(d.sent1, d.sent2)]
+        for (s,) in read_train_file("wiki-sample").examples:
+            rows.append((s, augment(s, ["word-deletion"], rng, 0.2), augment(s, ["crop"], rng, 0.3)))
     test = _test_sentences()
     kept = [r for r in rows if all(x.strip() and x.strip().lower() not in test for x in r)]
     path.parent.mkdir(parents=True, exist_ok=True)
