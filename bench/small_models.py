@@ -1,6 +1,7 @@
 """Small, fast encoders against their teacher: STS quality, encoding speed, size on disk.
 
     python -m bench.small_models [--teacher minilm-l6] [--cnn-epochs 3] [--distill-epochs 5]
+                                 [--triple-rounds 2] [--triples-epochs 10]
 
 Rows: avg. GloVe-50d; TextCNN (GloVe-50d) trained with unsup SimCSE on the Wikipedia sample and
 with sup SimCSE on the SNLI triples; TextCNN distilled from the teacher (MSE, similarity and
@@ -90,6 +91,8 @@ def main() -> None:
     ap.add_argument("--teacher", default="minilm-l6")
     ap.add_argument("--cnn-epochs", type=int, default=3)
     ap.add_argument("--distill-epochs", type=int, default=5)
+    ap.add_argument("--triples-epochs", type=int, default=10)
+    ap.add_argument("--triple-rounds", type=int, default=2, help="random-edit rounds of the triple distillation file")
     ap.add_argument("--student-epochs", type=int, default=1)
     ap.add_argument("--out", default="runs/small-models")
     ap.add_argument("--write", default=str(DOCS / "small-models.md"))
@@ -99,7 +102,7 @@ def main() -> None:
     corpus = out / "distill_corpus.txt"
     n_corpus = distill_corpus(corpus)
     triples = out / "distill_triples.tsv"
-    n_rows, n_triple_sents = distill_triples(triples)
+    n_rows, n_triple_sents = distill_triples(triples, rounds=args.triple_rounds)
 
     rows = []
     teacher_dir = Path(load_encoder(args.teacher).source_path)
@@ -118,7 +121,8 @@ def main() -> None:
         ("TextCNN, distilled (similarity)", dict(distill, distill_loss="similarity", train_file=str(corpus))),
         ("TextCNN, distilled (relational)", dict(distill, distill_loss="relational", train_file=str(corpus))),
         ("TextCNN, distilled (relational, triples, trainable GloVe)",
-         dict(distill, distill_loss="relational", train_file=str(triples), freeze_embeddings=False)),
+         dict(distill, distill_loss="relational", train_file=str(triples), freeze_embeddings=False,
+              epochs=args.triples_epochs)),
         ("3-layer MiniLM, distilled (MSE)", dict(model=args.teacher, objective="distill", teacher=args.teacher,
                                                   student_layers=3, train_file=str(corpus), lr=1e-4,
                                                   epochs=args.student_epochs, batch_size=64)),
@@ -136,7 +140,7 @@ def main() -> None:
          for r in rows])
     per_task = md_table(["model", *[t for t in STS_TASKS]], [[r["name"], *[r["tasks"][t] for t in STS_TASKS]] for r in rows])
     text = (f"# Small models\n\nCommand: `python -m bench.small_models --teacher {args.teacher} --cnn-epochs {args.cnn_epochs} "
-            f"--distill-epochs {args.distill_epochs} --student-epochs {args.student_epochs}` (total "
+            f"--distill-epochs {args.distill_epochs} --triple-rounds {args.triple_rounds} --triples-epochs {args.triples_epochs} --student-epochs {args.student_epochs}` (total "
             f"{time.perf_counter() - t0:.0f} s)\n\nMachine: {machine()}\n\n"
             "7-task average = Spearman ×100 over STS12–16 ('all'), STS-B and SICK-R test, SentEval text. Encoding "
             "speed = distinct sentences of the 7 test sets (26,083) per second, batch 64, including tokenization. "
@@ -145,8 +149,9 @@ def main() -> None:
             f"Distillation corpus: {n_corpus} distinct unlabeled sentences from the Wikipedia sample, the SNLI triples "
             "and the STS-B/SICK-R train splits, minus any sentence that occurs in an STS test set. 'triples': "
             f"{n_rows} rows of three related sentences ({n_triple_sents} distinct): SNLI triples; STS-B/SICK-R train "
-            "pairs + a 20% word-deletion edit; Wikipedia sentence + a 20% word-deletion edit + a 30% crop (rows with a "
-            "test sentence left out), so every batch holds close pairs for the relational loss.\n\n" + table + "\n\nPer task:\n\n" + per_task + "\n")
+            "pairs + a 20% word-deletion edit; Wikipedia sentence + a 20% word-deletion edit + a 30% crop "
+            f"({args.triple_rounds} rounds of random edits; rows with a test sentence left out), so every batch holds "
+            "close pairs for the relational loss.\n\n" + table + "\n\nPer task:\n\n" + per_task + "\n")
     print(text)
     Path(args.write).write_text(text, encoding="utf-8")
     Path(args.write).with_suffix(".json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
