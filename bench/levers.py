@@ -1,0 +1,177 @@
+"""What each speed lever gains: embtune's training step and encoding with one lever at a time undone.
+
+    python -m bench.levers [--steps 6] [--sentences 4000] [--repeats 2]
+
+Training (all-MiniLM-L6-v2, batch 64, max length 32, fp32, full step: forward, loss, backward, AdamW):
+- ``separate passes``: one forward pass per view (the plain way);
+- ``one concatenated pass``: all V·N sequences in one pass, padded to the longest;
+- ``embtune``: the V·N sequences sorted by length, embedded in V passes of N (each padded to its own
+  longest) — what ``training/trainer.py`` does.
+Encoding (the first ``--sentences`` distinct STS test sentences, batch 64):
+- ``embtune``: tokenize once, length-sorted batches, ``inference_mode`` — ``Encoder.encode``;
+- ``no length sort``: batches in input order; ``tokenize per batch``: the tokenizer called per batch;
+- ``eager attention``: transformers' eager attention instead of scaled-dot-product attention;
+- ``--backend onnx``: ONNX Runtime with fused kernels (when onnxruntime is installed).
+Variants alternate, ``--repeats`` times after a warm-up round; the best of each is reported.
+Writes docs/levers.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from bench.common import DOCS, machine, md_table
+
+MODEL = "minilm-l6"
+
+
+def train_variants(objective: str, steps: int) -> dict[str, callable]:
+    from embtune.config import TrainConfig
+    from embtune.data import duplicate_free_batches, read_train_file
+    from embtune.encoders import load_encoder
+    from embtune.objectives import get_objective_class
+    from embtune.objectives.base import Batch
+    from embtune.training.trainer import embed_views
+
+    cfg = TrainConfig(objective=f"{objective}-simcse", train_file="wiki-sample" if objective == "unsup" else "snli-triples")
+    data = read_train_file(cfg.train_file)
+    enc = load_encoder(MODEL)
+    obj = get_objective_class(cfg.objective).from_config(cfg)
+    obj.setup(enc, data)
+    enc.train()
+    opt = torch.optim.AdamW(list(enc.parameters()) + list(obj.parameters()), lr=3e-5)
+    tok = lambda texts: enc.tokenize_ids(texts, max_length=32)  # noqa: E731
+    import random
+
+    batches = []
+    for b in duplicate_free_batches(data.examples, 64, seed=42)[:steps]:
+        texts = [data.examples[i] for i in b]
+        ids = [tuple(tok(list(ex))) for ex in texts]
+        batches.append(Batch(texts, ids, tok, random.Random(0)))
+
+    def separate(views):
+        return torch.stack([enc.embed_ids(v) for v in views])
+
+    def concatenated(views):
+        flat = [s for v in views for s in v]
+        return enc.embed_ids(flat).view(len(views), len(views[0]), -1)
+
+    def sorted_passes(views):
+        return embed_views(enc, views, enc.device, "fp32")
+
+    def runner(embed):
+        def run() -> float:
+            t = time.perf_counter()
+            for batch in batches:
+                loss = obj.loss(embed(obj.views(batch)), batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            return (time.perf_counter() - t) / len(batches)
+        return run
+
+    return {"separate passes": runner(separate), "one concatenated pass": runner(concatenated),
+            "embtune (length-sorted passes)": runner(sorted_passes)}
+
+
+def encode_variants(n: int) -> dict[str, callable]:
+    from embtune.encoders import load_encoder
+    from embtune.encoders.onnx import available
+    from embtune.evaluation.sts import STS_TASKS, load_sts
+
+    sents = list(dict.fromkeys(s for t in STS_TASKS for d in [load_sts(t)] for s in (*d.sent1, *d.sent2)))[:n]
+    enc = load_encoder(MODEL)
+
+    def full() -> float:
+        t = time.perf_counter()
+        enc.encode(sents, batch_size=64)
+        return len(sents) / (time.perf_counter() - t)
+
+    def manual(sort: bool, per_batch_tokenize: bool) -> callable:
+        def run() -> float:
+            t = time.perf_counter()
+            order = sorted(range(len(sents)), key=lambda i: -len(sents[i])) if sort else list(range(len(sents)))
+            ids = None if per_batch_tokenize else enc.tokenize_ids(sents)
+            with torch.inference_mode():
+                for s in range(0, len(order), 64):
+                    idx = order[s:s + 64]
+                    bid = enc.tokenize_ids([sents[i] for i in idx]) if per_batch_tokenize else [ids[i] for i in idx]
+                    enc.embed_ids(bid)
+            return len(sents) / (time.perf_counter() - t)
+        return run
+
+    def eager() -> float:
+        enc.backbone.set_attn_implementation("eager")
+        try:
+            return full()
+        finally:
+            enc.backbone.set_attn_implementation("sdpa")
+
+    out = {"embtune (Encoder.encode)": full, "no length sort": manual(False, False),
+           "tokenize per batch (sorted by characters)": manual(True, True), "eager attention": eager}
+    if available():
+        onnx = load_encoder(MODEL, backend="onnx")
+        out["--backend onnx"] = lambda: len(sents) / _timed(lambda: onnx.encode(sents, batch_size=64))
+    return out
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--sentences", type=int, default=4000)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--write", default=str(DOCS / "levers.md"))
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    sections, res = [], {}
+    for objective in ("unsup", "sup"):
+        variants = train_variants(objective, args.steps)
+        times = {k: [] for k in variants}
+        for r in range(args.repeats + 1):  # round 0 warms up (first calls allocate and pick kernels)
+            for k, run in variants.items():
+                took = run()
+                if r:
+                    times[k].append(took)
+        best = {k: min(v) for k, v in times.items()}
+        base = best["separate passes"]
+        res[f"train-{objective}"] = times
+        sections.append(f"Training step, {objective} SimCSE ({args.steps} steps per run):\n\n" + md_table(
+            ["variant", "s/step (best)", "all runs", "speed vs separate passes"],
+            [[k, v, ", ".join(f"{x:.2f}" for x in times[k]), f"{base / v:.2f}x"] for k, v in best.items()]))
+        print(sections[-1], flush=True)
+    variants = encode_variants(args.sentences)
+    speeds = {k: [] for k in variants}
+    for r in range(args.repeats + 1):  # round 0 warms up
+        for k, run in variants.items():
+            took = run()
+            if r:
+                speeds[k].append(took)
+    best = {k: max(v) for k, v in speeds.items()}
+    ref = best["embtune (Encoder.encode)"]
+    res["encode"] = speeds
+    sections.append(f"Encoding, first {args.sentences} distinct STS test sentences:\n\n" + md_table(
+        ["variant", "sentences/s (best)", "all runs", "vs embtune"],
+        [[k, v, ", ".join(f"{x:.1f}" for x in speeds[k]), f"{v / ref:.2f}x"] for k, v in best.items()]))
+    print(sections[-1], flush=True)
+    text = (f"# Speed levers, one at a time\n\nCommand: `python -m bench.levers --steps {args.steps} --sentences "
+            f"{args.sentences} --repeats {args.repeats}` (total {time.perf_counter() - t0:.0f} s)\n\nMachine: {machine()}\n\n"
+            "all-MiniLM-L6-v2, fp32, batch 64, max length 32 in training. The variants alternate after one discarded "
+            "warm-up round; the best run is reported (this VM's speed drifts between runs).\n\n" + "\n\n".join(sections) + "\n")
+    Path(args.write).write_text(text, encoding="utf-8")
+    Path(args.write).with_suffix(".json").write_text(json.dumps(res, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
