@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,10 @@ def export_onnx(encoder: TransformerEncoder, folder: str | Path, fuse: bool = Tr
         dyn = {"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"}}
         dyn.update({n: {0: "batch", 1: "length"} for n in names})
         tmp = plain.with_suffix(".tmp")
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # the TorchScript exporter (kept: its graph is the one ONNX Runtime's optimizer fuses) warns
+            # that it is legacy, and the tracer about shape checks that hold for every batch we feed
+            warnings.simplefilter("ignore")
             torch.onnx.export(_Graph(bb, all_layers), (example["input_ids"], example["attention_mask"]), str(tmp),
                               input_names=["input_ids", "attention_mask"], output_names=names,
                               dynamic_axes=dyn, opset_version=OPSET, dynamo=False)
