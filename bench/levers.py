@@ -88,9 +88,7 @@ def encode_variants(n: int) -> dict[str, callable]:
     enc = load_encoder(MODEL)
 
     def full() -> float:
-        t = time.perf_counter()
-        enc.encode(sents, batch_size=64)
-        return len(sents) / (time.perf_counter() - t)
+        return len(sents) / _timed(lambda: enc.encode(sents, batch_size=64))
 
     def manual(sort: bool, per_batch_tokenize: bool) -> callable:
         def run() -> float:
@@ -120,6 +118,18 @@ def encode_variants(n: int) -> dict[str, callable]:
     return out
 
 
+def alternate(variants: dict[str, callable], repeats: int) -> dict[str, list[float]]:
+    """Run the variants in turn, ``repeats`` rounds after one discarded warm-up round (first calls
+    allocate and pick kernels); each variant's measurements in order."""
+    out: dict[str, list[float]] = {k: [] for k in variants}
+    for r in range(repeats + 1):
+        for k, run in variants.items():
+            took = run()
+            if r:
+                out[k].append(took)
+    return out
+
+
 def _timed(fn) -> float:
     t = time.perf_counter()
     fn()
@@ -138,12 +148,7 @@ def main() -> None:
     sections, res = [], {}
     for objective in ("unsup", "sup"):
         variants = train_variants(objective, args.steps)
-        times = {k: [] for k in variants}
-        for r in range(args.repeats + 1):  # round 0 warms up (first calls allocate and pick kernels)
-            for k, run in variants.items():
-                took = run()
-                if r:
-                    times[k].append(took)
+        times = alternate(variants, args.repeats)
         best = {k: min(v) for k, v in times.items()}
         base = best["separate passes"]
         res[f"train-{objective}"] = times
@@ -152,12 +157,7 @@ def main() -> None:
             [[k, v, ", ".join(f"{x:.2f}" for x in times[k]), f"{base / v:.2f}x"] for k, v in best.items()]))
         print(sections[-1], flush=True)
     variants = encode_variants(args.sentences)
-    speeds = {k: [] for k in variants}
-    for r in range(args.repeats + 1):  # round 0 warms up
-        for k, run in variants.items():
-            took = run()
-            if r:
-                speeds[k].append(took)
+    speeds = alternate(variants, args.repeats)
     best = {k: max(v) for k, v in speeds.items()}
     ref = best["embtune (Encoder.encode)"]
     res["encode"] = speeds

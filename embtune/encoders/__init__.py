@@ -62,11 +62,11 @@ def load_encoder(
     enc.source_path = Path(folder)
     enc.eval()
     if backend == "onnx":
-        from embtune.encoders.onnx import OnnxEncoder
+        from embtune.encoders.onnx import OnnxEncoder, shipped_export
 
         if dev.type != "cpu":
             raise EmbtuneError(f"the ONNX backend runs on the CPU; got --device {dev}")
-        return OnnxEncoder(enc)
+        return OnnxEncoder(enc, onnx_file=shipped_export(folder))  # the folder's own export, else the cache's
     return enc.to(dev)
 
 

@@ -111,23 +111,29 @@ def export_onnx(encoder: TransformerEncoder, folder: str | Path, fuse: bool = Tr
         return plain
 
 
+def shipped_export(folder: str | Path) -> Path | None:
+    """The ONNX file a model folder carries (``onnx/model_fused.onnx``, else ``onnx/model.onnx``), if any."""
+    return next((f for f in (Path(folder) / ONNX_DIR / n for n in (FUSED, PLAIN)) if f.is_file()), None)
+
+
 def _cached_export(encoder: TransformerEncoder) -> Path:
-    """An export of ``encoder`` under the cache folder, keyed by its source weights and pooler."""
+    """An export of ``encoder`` under the cache folder, keyed by the content of its transformer's
+    weights (so a model changed in memory never reuses a stale export), its pooler and the exporter."""
     from embtune.data.registry import cache_dir
 
-    src = Path(getattr(encoder, "source_path", "") or ".").resolve()
-    h = hashlib.sha256(f"{src}|{encoder.pooler}|{torch.__version__}|{OPSET}".encode())
-    for f in sorted(src.rglob("*.safetensors")) if src.is_dir() else []:
-        h.update(f"{f}|{f.stat().st_size}|{f.stat().st_mtime_ns}".encode())
+    h = hashlib.sha256(f"{encoder.pooler}|{torch.__version__}|{OPSET}".encode())
+    for name, t in encoder.backbone.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     folder = cache_dir() / "onnx" / h.hexdigest()[:24]
-    for name in (FUSED, PLAIN):
-        if (folder / ONNX_DIR / name).is_file():
-            return folder / ONNX_DIR / name
-    return export_onnx(encoder, folder)
+    return shipped_export(folder) or export_onnx(encoder, folder)
 
 
 class OnnxEncoder(Encoder):
-    """A transformer encoder whose transformer runs in ONNX Runtime (CPU); ``encode`` as usual."""
+    """A transformer encoder whose transformer runs in ONNX Runtime (CPU); ``encode`` as usual.
+
+    ``onnx_file``: the graph to run; by default an export of ``encoder`` from the cache (made on first use).
+    """
 
     def __init__(self, encoder: TransformerEncoder, onnx_file: str | Path | None = None, threads: int | None = None):
         super().__init__()
@@ -137,11 +143,7 @@ class OnnxEncoder(Encoder):
         self.torch_encoder = encoder.eval().cpu()
         super().train(False)  # an inference-only module
         self.max_seq_length = encoder.max_seq_length
-        if onnx_file is None:
-            src = Path(getattr(encoder, "source_path", "") or "")
-            shipped = [src / ONNX_DIR / n for n in (FUSED, PLAIN)] if str(src) else []
-            onnx_file = next((f for f in shipped if f.is_file()), None) or _cached_export(encoder)
-        self.onnx_file = Path(onnx_file)
+        self.onnx_file = Path(onnx_file) if onnx_file is not None else _cached_export(encoder)
         if not self.onnx_file.is_file():
             raise EmbtuneError(f"{self.onnx_file}: no such ONNX file")
         so = ort.SessionOptions()
@@ -198,4 +200,4 @@ def available() -> bool:
     return True
 
 
-__all__ = ["OnnxEncoder", "export_onnx", "available", "ONNX_DIR"]
+__all__ = ["OnnxEncoder", "export_onnx", "shipped_export", "available", "ONNX_DIR"]

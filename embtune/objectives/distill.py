@@ -30,9 +30,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from embtune.data.readers import PAIR_COLUMNS, TRIPLE_COLUMNS
 from embtune.data.registry import cache_dir
 from embtune.errors import EmbtuneError
-from embtune.data.readers import PAIR_COLUMNS, TRIPLE_COLUMNS
 from embtune.objectives.base import Batch, Objective, check_temperature
 
 logger = logging.getLogger(__name__)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from embtune.encoders import load_encoder
 from embtune.encoders.transformer import TransformerEncoder
@@ -62,3 +63,16 @@ def test_onnx_backend_refuses_what_it_cannot_run(tiny_bert, tmp_path):
 
     with pytest.raises(EmbtuneError, match="bad.onnx"):
         OnnxEncoder(load_encoder(str(tiny_bert)), onnx_file=bad)
+
+
+def test_changed_weights_get_a_new_export(tiny_bert):
+    from embtune.encoders.onnx import OnnxEncoder
+
+    enc = TransformerEncoder.load(tiny_bert, pooler="mean").eval()
+    first = OnnxEncoder(enc)
+    with torch.no_grad():  # e.g. a model trained in memory since the first export
+        enc.backbone.encoder.layer[0].output.dense.weight.mul_(1.5)
+    second = OnnxEncoder(enc)
+    assert second.onnx_file != first.onnx_file
+    np.testing.assert_allclose(second.encode(TEXTS), enc.encode(TEXTS), atol=1e-4)
+    assert np.abs(first.encode(TEXTS) - enc.encode(TEXTS)).max() > 1e-3  # the stale graph would be wrong
