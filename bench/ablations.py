@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from bench.common import DOCS, machine, md_table
-from embtune.config import TrainConfig
+from embtune.config import make_config
 from embtune.encoders import load_encoder
 from embtune.evaluation.dev import evaluate_dev
 from embtune.evaluation.sts import STS_TASKS, evaluate_sts
@@ -79,7 +79,7 @@ def main() -> None:
         out = f"{args.out}/variant-{i}"
         settings = {"model": args.model, "train_file": "wiki-sample", "output": out, "max_steps": args.steps,
                     "batch_size": args.batch_size, **over}
-        m = train(TrainConfig(**settings), progress=False)
+        m = train(make_config(**settings), progress=False, overwrite=True)
         record(name, {**evaluate(out), "seconds_per_step": m["seconds_per_step"], "config": over})
     rows = [[n, r["stsb_dev"], r["avg7"], r["alignment"], r["uniformity"],
              r["seconds_per_step"] if r["seconds_per_step"] is not None else "–"]

@@ -31,14 +31,14 @@ MODEL = "minilm-l6"
 
 
 def train_variants(objective: str, steps: int) -> dict[str, callable]:
-    from embtune.config import TrainConfig
+    from embtune.config import make_config
     from embtune.data import duplicate_free_batches, read_train_file
     from embtune.encoders import load_encoder
     from embtune.objectives import get_objective_class
     from embtune.objectives.base import Batch
     from embtune.training.trainer import embed_views
 
-    cfg = TrainConfig(objective=f"{objective}-simcse", train_file="wiki-sample" if objective == "unsup" else "snli-triples")
+    cfg = make_config(objective=f"{objective}-simcse", train_file="wiki-sample" if objective == "unsup" else "snli-triples")
     data = read_train_file(cfg.train_file)
     enc = load_encoder(MODEL)
     obj = get_objective_class(cfg.objective).from_config(cfg)

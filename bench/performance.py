@@ -89,11 +89,11 @@ def child_train(tool: str, objective: str, steps: int, precision: str) -> dict:
     batches = _batches(objective, steps)
     dev = torch.device("cpu")
     if tool == "embtune":
-        from embtune.config import TrainConfig
+        from embtune.config import make_config
         from embtune.training.trainer import Trainer
 
         out = tempfile.mkdtemp(prefix="bench-")
-        cfg = TrainConfig(model=MODEL, objective=f"{objective}-simcse", output=out, max_steps=steps, precision=precision,
+        cfg = make_config(model=MODEL, objective=f"{objective}-simcse", output=out, max_steps=steps, precision=precision,
                           train_file="wiki-sample" if objective == "unsup" else "snli-triples")
         tr = Trainer(cfg, progress=False)
         m = tr.run()

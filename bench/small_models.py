@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from bench.common import DOCS, machine, md_table
-from embtune.config import TrainConfig
+from embtune.config import make_config
 from embtune.data import read_train_file
 from embtune.encoders import load_encoder
 from embtune.evaluation.sts import STS_TASKS, evaluate_sts, load_sts
@@ -129,7 +129,7 @@ def main() -> None:
     ]
     for name, over in runs:
         folder = out / name.split(",")[0].replace(" ", "-").lower() / str(abs(hash(name)) % 10_000)
-        m = train(TrainConfig(output=str(folder), **over), progress=False)
+        m = train(make_config(output=str(folder), **over), progress=False, overwrite=True)
         rows.append(measure(name, str(folder), folder, {"train_seconds": m["train_seconds"], "steps": m["steps"]}))
 
     teacher = rows[0]

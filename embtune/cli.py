@@ -13,78 +13,34 @@ from pathlib import Path
 from embtune.errors import EmbtuneError
 
 
-def _bool(v: str) -> bool:
-    if v.lower() in ("1", "true", "yes"):
-        return True
-    if v.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {v!r}")
-
-
 def _add_train(sub) -> None:
-    from embtune.encoders.pooling import POOLERS
+    from embtune.config import GENERIC_OPTIONS, all_objective_options, objective_option_owners
     from embtune.objectives import OBJECTIVES
+    from embtune.options import add_flags
 
     p = sub.add_parser("train", help="train a sentence-embedding model",
-                       description="Flags override the YAML file given with --config; defaults follow the SimCSE paper.")
-    S = argparse.SUPPRESS  # unset flags do not override the config file
+                       description="Flags override the YAML file given with --config; defaults follow the SimCSE paper. "
+                                   "Every option is also a YAML key (--max-steps = max_steps).")
     p.add_argument("--config", help="YAML file with any of the options below (flags override it)")
-    p.add_argument("--model", default=S, help="built-in name (minilm-l6), local folder or Hugging Face id")
-    p.add_argument("--objective", default=S, choices=list(OBJECTIVES))
-    p.add_argument("--train-file", default=S, help=".txt, .csv, .tsv or .jsonl, or a named dataset (wiki-sample, snli-triples)")
-    p.add_argument("--output", default=S, help="output folder (a sentence-transformers model folder)")
-    p.add_argument("--batch-size", type=int, default=S)
-    p.add_argument("--max-seq-length", type=int, default=S)
-    p.add_argument("--lr", type=float, default=S)
-    p.add_argument("--weight-decay", type=float, default=S)
-    p.add_argument("--warmup-steps", type=int, default=S)
-    p.add_argument("--adam-epsilon", type=float, default=S)
-    p.add_argument("--epochs", type=int, default=S)
-    p.add_argument("--max-steps", type=int, default=S)
-    p.add_argument("--temperature", type=float, default=S)
-    p.add_argument("--pooler", default=S, help=f"one of {', '.join(POOLERS)}")
-    p.add_argument("--mlp-only-train", type=_bool, nargs="?", const=True, default=S,
-                   help="use the cls MLP during training only (unsup SimCSE's default)")
-    p.add_argument("--hard-negative-weight", type=float, default=S, help="the paper's α for the own hard negative")
-    p.add_argument("--negatives", choices=["batch", "both-views"], default=S, help="unsup-simcse: both-views = 2N−1 variant")
-    p.add_argument("--augment", default=S, help="unsup-simcse: delete-one-word,word-deletion,crop,swap,word-repetition")
-    p.add_argument("--augment-ratio", type=float, default=S, help="ratio p of the augmentations, in [0, 1)")
-    p.add_argument("--dropout", type=_bool, default=S, help="false: no dropout (augmentation alone makes the views)")
-    p.add_argument("--views", type=int, default=S, help="multiview-am: views per sentence K >= 2")
-    p.add_argument("--margin", type=float, default=S, help="multiview-am: additive margin m >= 0")
-    p.add_argument("--tsdae-deletion-ratio", type=float, default=S)
-    p.add_argument("--tsdae-tie-decoder", type=_bool, default=S)
-    p.add_argument("--mlm-weight", type=float, default=S, help="auxiliary MLM loss weight λ (appendix: 0.1)")
-    p.add_argument("--mlm-probability", type=float, default=S)
-    p.add_argument("--encoder", choices=["mean", "textcnn"], default=S,
-                   help="word-vector encoder over the vectors named by --model (e.g. glove-50d)")
-    p.add_argument("--kernel-sizes", default=S, help="textcnn kernel sizes, odd (default 1,3,5)")
-    p.add_argument("--cnn-channels", type=int, default=S)
-    p.add_argument("--projection-dim", type=int, default=S)
-    p.add_argument("--freeze-embeddings", type=_bool, nargs="?", const=True, default=S)
-    p.add_argument("--vocab-limit", type=int, default=S, help="keep the N most frequent words of the vectors")
-    p.add_argument("--word-dropout", type=float, default=S)
-    p.add_argument("--teacher", default=S, help="distill: the teacher model")
-    p.add_argument("--distill-loss", choices=["mse", "relational", "similarity"], default=S)
-    p.add_argument("--student-layers", type=int, default=S, help="distill: student = the model's first k layers")
-    p.add_argument("--seed", type=int, default=S)
-    p.add_argument("--device", default=S)
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=S)
-    p.add_argument("--trust-remote-code", type=_bool, nargs="?", const=True, default=S)
-    p.add_argument("--mini-batch-size", type=int, default=S, help="gradient caching: embed in chunks of this many sequences")
-    p.add_argument("--save-steps", type=int, default=S, help="write a checkpoint every N steps")
-    p.add_argument("--save-total-limit", type=int, default=S, help="keep only the newest N checkpoints")
+    add_flags(p.add_argument_group("options"), GENERIC_OPTIONS.values())
+    owners = objective_option_owners()
+    add_flags(p.add_argument_group("objective options (only with the objectives named)"),
+              all_objective_options().values(), note=lambda o: f" [{', '.join(owners[o.name])}]")
     p.add_argument("--resume", default=None, metavar="OUTPUT_DIR",
-                   help="continue the run in OUTPUT_DIR from its last complete checkpoint (its saved config is used)")
-    p.add_argument("--eval-steps", type=int, default=S, help="evaluate on STS-B dev every N steps and keep the best")
-    p.add_argument("--eval-sickr", type=_bool, nargs="?", const=True, default=S, help="also evaluate on SICK-R dev")
-    p.add_argument("--metric-for-best", default=S, help="stsb_dev_spearman (default), sickr_dev_spearman, alignment, uniformity")
+                   help="continue the run in OUTPUT_DIR from its last complete checkpoint, with its saved config "
+                        f"(may change on resume: {', '.join('--' + n.replace('_', '-') for n in RESUMABLE)})")
+    p.add_argument("--overwrite", action="store_true", help="clear a non-empty --output folder before training")
     p.add_argument("--final-eval", default=None,
                    help="after training, evaluate on these tasks (e.g. sts12,...,sickr) into OUTPUT/results.json")
     p.add_argument("--seeds", default=None,
                    help="comma-separated seeds: train once per seed into OUTPUT/seed-N, evaluate each on the STS "
                         "suite (or --final-eval) and print mean ± std")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+
+
+#: options that may differ from the saved config when a run is resumed (they do not change what the
+#: steps already taken computed)
+RESUMABLE = ("max_steps", "log_every", "save_steps", "save_total_limit", "device", "trust_remote_code")
 
 
 def _add_eval(sub) -> None:
@@ -138,31 +94,80 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_COMMAND_ARGS = ("command", "config", "verbose", "no_progress", "final_eval", "seeds", "resume", "overwrite")
+
+
+def resume_config(run_dir: Path, given: dict):
+    """The config of the run in ``run_dir``, to continue it there.
+
+    The run continues in the folder given (not the one its saved config names); code from the model
+    runs only when this command line says --trust-remote-code; flags other than :data:`RESUMABLE`
+    must agree with the saved config, since the steps already taken were computed with it.
+    """
+    from embtune.config import config_from_saved, make_config
+
+    saved_path = run_dir / "train_config.json"
+    if not saved_path.is_file():
+        raise EmbtuneError(f"{saved_path}: not found; --resume takes the output folder of an earlier run")
+    try:
+        saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EmbtuneError(f"{saved_path}: not a readable JSON config ({e})") from e
+    if not isinstance(saved, dict):
+        raise EmbtuneError(f"{saved_path}: expected a JSON object of option: value")
+    saved_cfg = config_from_saved(saved, saved_path).to_dict()
+    for name, value in given.items():
+        if name == "output":
+            if Path(value).resolve() != run_dir.resolve():
+                raise EmbtuneError(f"--output {value}: a resumed run continues in its own folder {run_dir}; "
+                                   "leave --output out")
+        elif name not in RESUMABLE and saved_cfg.get(name) != value:
+            flag = "--" + name.replace("_", "-")
+            raise EmbtuneError(f"{flag} {value}: cannot change on --resume (the run was started with "
+                               f"{saved_cfg.get(name)!r}); start a new run for that. May change on resume: "
+                               + ", ".join("--" + n.replace("_", "-") for n in RESUMABLE))
+    values = {**saved_cfg, **{k: v for k, v in given.items() if k in RESUMABLE}}
+    values["output"] = str(run_dir)
+    values["trust_remote_code"] = bool(given.get("trust_remote_code", False))
+    return make_config(**values)
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as e:
+        raise EmbtuneError(f"--seeds: expected comma-separated integers, got {text!r}") from e
+    if not seeds:
+        raise EmbtuneError(f"--seeds: expected at least one seed, got {text!r}")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise EmbtuneError(f"--seeds: seed(s) {', '.join(map(str, repeated))} given twice: one run would be counted "
+                           "as two")
+    return seeds
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from embtune.config import resolve_config
     from embtune.evaluation.sts import STS_TASKS
 
-    skip = ("command", "config", "verbose", "no_progress", "final_eval", "seeds", "resume")
-    overrides = {k: v for k, v in vars(args).items() if k not in skip}
+    given = {k: v for k, v in vars(args).items() if k not in _COMMAND_ARGS}
+    progress = not args.no_progress
     if args.resume:
-        saved = Path(args.resume) / "train_config.json"
-        if not saved.is_file():
-            raise EmbtuneError(f"{saved}: not found; --resume takes the output folder of an earlier run")
-        cfg = resolve_config(None, json.loads(saved.read_text(encoding="utf-8")))
-        _train_and_eval(cfg, args.final_eval, progress=not args.no_progress, resume=True)
+        for flag, value in (("--config", args.config), ("--seeds", args.seeds), ("--overwrite", args.overwrite)):
+            if value:
+                raise EmbtuneError(f"{flag} cannot be combined with --resume (the run's saved config is used)")
+        cfg = resume_config(Path(args.resume), given)
+        _train_and_eval(cfg, args.final_eval, progress=progress, resume=True)
         return 0
-    cfg = resolve_config(args.config, overrides)
+    cfg = resolve_config(args.config, given)
     if not args.seeds:
-        _train_and_eval(cfg, args.final_eval, progress=not args.no_progress)
+        _train_and_eval(cfg, args.final_eval, progress=progress, overwrite=args.overwrite)
         return 0
-    try:
-        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
-    except ValueError as e:
-        raise EmbtuneError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from e
+    seeds = parse_seeds(args.seeds)
     runs = []
     for seed in seeds:
         run = dataclasses.replace(cfg, seed=seed, output=str(Path(cfg.output) / f"seed-{seed}"))
-        _train_and_eval(run, args.final_eval or ",".join(STS_TASKS), progress=not args.no_progress)
+        _train_and_eval(run, args.final_eval or ",".join(STS_TASKS), progress=progress, overwrite=args.overwrite)
         runs.append(run.output)
     from embtune.evaluation.report import report_table
 
@@ -170,14 +175,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_and_eval(cfg, final_eval: str | None, progress: bool, resume: bool = False) -> None:
+def _train_and_eval(cfg, final_eval: str | None, progress: bool, resume: bool = False, overwrite: bool = False) -> None:
     from embtune.encoders import load_encoder
     from embtune.evaluation.report import format_results, write_results
     from embtune.evaluation.suite import parse_tasks, run_evaluation
     from embtune.training import train
 
     tasks = parse_tasks(final_eval) if final_eval else None  # fail on a bad task name before training
-    metrics = train(cfg, progress=progress, resume=resume)
+    metrics = train(cfg, progress=progress, resume=resume, overwrite=overwrite)
     if int(os.environ.get("RANK", "0")) != 0:
         return
     print(f"saved {cfg.output}: {metrics['steps']} steps, {metrics['seconds_per_step']:.3f} s/step, "
@@ -217,6 +222,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from embtune.data.readers import read_text_lines
     from embtune.encoders import load_encoder
 
+    if not args.output.endswith(".npy"):
+        raise EmbtuneError(f"--output {args.output}: expected a .npy file name (the embeddings are a NumPy matrix)")
     lines = read_text_lines(args.input)
     if not lines:
         raise EmbtuneError(f"{args.input}: no sentences")
@@ -224,7 +231,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     enc = load_encoder(args.model, device=args.device, backend=args.backend)
     emb = enc.encode(lines, batch_size=args.batch_size, normalize=args.normalize, precision=args.precision)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    np.save(args.output, emb)
+    with open(args.output, "wb") as f:  # exactly the path given (np.save on a name would append .npy)
+        np.save(f, emb)
     print(f"wrote {emb.shape[0]}x{emb.shape[1]} float32 embeddings to {args.output}")
     return 0
 

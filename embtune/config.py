@@ -1,160 +1,234 @@
-"""The training configuration: one typed dataclass, filled from defaults < YAML file < flags."""
+"""The training configuration: generic options here, each objective's own options on the objective.
+
+Both are declared once with :func:`embtune.options.option`; values come from defaults < a YAML file <
+flags (:func:`resolve_config`). An option the chosen objective does not take is an error, not a
+silently ignored value, and the saved ``train_config.json`` holds exactly the options that applied.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from embtune.errors import EmbtuneError, located
+from embtune.objectives import OBJECTIVES, get_objective_class
+from embtune.options import Option, at_least, error, in_range, option, options_of, positive
+
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
 class TrainConfig:
     # Defaults follow the SimCSE paper (Gao et al. 2021, §3 and appendix A): τ 0.05, length 32,
     # batch 64, lr 3e-5, one epoch.
-    model: str = "minilm-l6"
-    objective: str = "unsup-simcse"
-    train_file: str = "wiki-sample"
-    output: str = "runs/train"
-    batch_size: int = 64
-    max_seq_length: int = 32
-    lr: float = 3e-5
-    weight_decay: float = 0.0
-    adam_epsilon: float = 1e-8  # the Hugging Face Trainer's default
-    warmup_steps: int = 0
-    epochs: int = 1
-    max_steps: int | None = None  # when set, overrides epochs
-    temperature: float = 0.05
-    pooler: str | None = None  # None: a sentence-transformers folder keeps its own, else the objective's
-    mlp_only_train: bool | None = None  # None: the objective's choice (unsup: True, sup: False)
-    hard_negative_weight: float = 1.0  # the paper's α (added to the own hard negative's logit as log α)
-    # the SimCSE family (issue: objectives)
-    negatives: str = "batch"  # unsup-simcse: batch | both-views (2N−1)
-    augment: str | None = None  # unsup-simcse: comma-separated discrete augmentations for the 2nd view
-    augment_ratio: float | None = None  # their ratio p (each augmentation's default when unset)
-    dropout: bool = True  # False: turn dropout off (augmentations alone as the positive view)
-    views: int = 2  # multiview-am: K
-    margin: float = 0.0  # multiview-am: additive margin m
-    tsdae_deletion_ratio: float = 0.6
-    tsdae_tie_decoder: bool = True
-    mlm_weight: float = 0.0  # λ of the auxiliary MLM loss (appendix: 0.1); 0 = off
-    mlm_probability: float = 0.15
-    # small encoders and distillation
-    encoder: str | None = None  # word-vector encoder over --model vectors (glove-50d): mean | textcnn
-    kernel_sizes: str = "1,3,5"  # textcnn
-    cnn_channels: int = 128  # textcnn filters per kernel size
-    projection_dim: int | None = None  # word-vector encoders: optional final linear layer
-    freeze_embeddings: bool = False
-    vocab_limit: int | None = None  # keep the N most frequent words of the vectors
-    word_dropout: float = 0.1  # dropout on the word vectors (the views of unsup SimCSE)
-    teacher: str | None = None  # distill: the teacher model
-    distill_loss: str = "mse"  # distill: mse | relational | similarity
-    student_layers: int | None = None  # a transformer student made of the model's first k layers
-    seed: int = 42
-    device: str | None = None
-    precision: str = "fp32"
-    trust_remote_code: bool = False
-    log_every: int = 10
+    model: str = option("minilm-l6", "built-in name (minilm-l6), local folder or Hugging Face id")
+    objective: str = option("unsup-simcse", "the training objective (see the table in the README)",
+                            choices=tuple(OBJECTIVES))
+    train_file: str = option("wiki-sample", ".txt, .csv, .tsv or .jsonl, or a named dataset (wiki-sample, snli-triples)")
+    output: str = option("runs/train", "output folder (a sentence-transformers model folder)")
+    batch_size: int = option(64, "examples per step and process (in-batch negatives need >= 2)", check=at_least(2))
+    max_seq_length: int = option(32, "tokens per sentence in training (§A: 32)", check=at_least(1))
+    lr: float = option(3e-5, "peak learning rate of AdamW, decayed linearly to 0", check=positive)
+    weight_decay: float = option(0.0, "AdamW weight decay", check=at_least(0))
+    adam_epsilon: float = option(1e-8, "AdamW epsilon (the Hugging Face Trainer's default)", check=positive)
+    warmup_steps: int = option(0, "linear warm-up steps", check=at_least(0))
+    max_grad_norm: float = option(1.0, "clip the gradient's global L2 norm to this (the official SimCSE trainer's 1.0); "
+                                       "0 turns clipping off", check=at_least(0))
+    epochs: int = option(1, "passes over the training file", check=at_least(1))
+    max_steps: int | None = option(None, "stop after this many steps (overrides --epochs)", check=at_least(1))
+    pooler: str | None = option(None, "cls, cls_before_pooler, mean, avg_first_last or avg_top2; default: a "
+                                      "sentence-transformers folder keeps its own, else the objective's")
+    mlp_only_train: bool | None = option(None, "use the cls MLP during training only (default: the objective's choice)")
+    dropout: bool = option(True, "false: turn dropout off (augmentations alone make the views)")
+    mlm_weight: float = option(0.0, "λ of the auxiliary MLM loss (SimCSE appendix: 0.1); 0 = off", check=at_least(0))
+    mlm_probability: float = option(0.15, "share of tokens masked for the auxiliary MLM loss", check=in_range(0, 1))
+    # word-vector encoders and small students
+    encoder: str | None = option(None, "word-vector encoder over the vectors named by --model (e.g. glove-50d)",
+                                 choices=("mean", "textcnn"))
+    kernel_sizes: str = option("1,3,5", "textcnn kernel sizes, odd", only_with=("encoder", ("textcnn",)))
+    cnn_channels: int = option(128, "textcnn filters per kernel size", check=at_least(1), only_with=("encoder", ("textcnn",)))
+    projection_dim: int | None = option(None, "word-vector encoders: a final linear layer to this width",
+                                        check=at_least(1), only_with=("encoder", ("mean", "textcnn")))
+    freeze_embeddings: bool = option(False, "word-vector encoders: keep the word vectors fixed",
+                                     only_with=("encoder", ("mean", "textcnn")))
+    vocab_limit: int | None = option(None, "word-vector encoders: keep the N most frequent words", check=at_least(1),
+                                     only_with=("encoder", ("mean", "textcnn")))
+    word_dropout: float = option(0.1, "word-vector encoders: dropout on the word vectors", check=in_range(0, 1),
+                                 only_with=("encoder", ("mean", "textcnn")))
+    student_layers: int | None = option(None, "a transformer student made of the model's first k layers", check=at_least(1))
+    # run
+    seed: int = option(42, "random seed (data order, dropout, augmentations)")
+    device: str | None = option(None, "cpu, cuda, cuda:N (default: cuda when available)")
+    precision: str = option("fp32", "fp32, bf16 or fp16 (autocast)", choices=PRECISIONS)
+    trust_remote_code: bool = option(False, "run code shipped with the model (only when given on this command line)")
+    log_every: int = option(10, "log a line every N steps (with --no-progress)", check=at_least(1))
     # scale and reliability
-    mini_batch_size: int | None = None  # gradient caching: embed in chunks of this many sequences
-    save_steps: int | None = None  # checkpoint every N steps (atomic; resume with --resume)
-    save_total_limit: int | None = None  # keep only the newest N checkpoints
+    mini_batch_size: int | None = option(None, "gradient caching: embed in chunks of this many sequences", check=at_least(1))
+    save_steps: int | None = option(None, "write a checkpoint every N steps (atomic; continue with --resume)", check=at_least(1))
+    save_total_limit: int | None = option(None, "keep only the newest N checkpoints", check=at_least(1))
     # evaluation during training (SimCSE's official setting: every 125 steps on STS-B dev, keep the best)
-    eval_steps: int | None = None
-    eval_sickr: bool = False
-    metric_for_best: str = "stsb_dev_spearman"
+    eval_steps: int | None = option(None, "evaluate every N steps and keep the best checkpoint", check=at_least(1))
+    eval_sickr: bool = option(False, "also evaluate on SICK-R dev")
+    metric_for_best: str = option("stsb_dev_spearman", "the metric that selects the checkpoint")
+    #: the chosen objective's own options (an instance of its ``Options`` dataclass)
+    objective_options: Any = field(default=None, repr=True)
+
+    def __post_init__(self) -> None:
+        if self.objective_options is None:
+            self.objective_options = get_objective_class(self.objective).Options()
 
     def validate(self) -> "TrainConfig":
-        for name in ("batch_size", "max_seq_length", "epochs"):
-            if getattr(self, name) < 1:
-                raise EmbtuneError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.batch_size < 2:
-            raise EmbtuneError("batch_size must be >= 2: in-batch negatives need at least two examples")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise EmbtuneError(f"max_steps must be >= 1, got {self.max_steps}")
-        if not self.lr > 0:
-            raise EmbtuneError(f"lr must be > 0, got {self.lr}")
+        for o in GENERIC_OPTIONS.values():
+            problem = o.problem(getattr(self, o.name))
+            if problem:
+                raise error(o, problem)
+        for o in options_of(type(self.objective_options)).values():
+            problem = o.problem(getattr(self.objective_options, o.name))
+            if problem:
+                raise error(o, problem)
         from embtune.evaluation.dev import DEV_METRICS
 
         if self.metric_for_best not in DEV_METRICS:
-            raise EmbtuneError(f"metric_for_best must be one of {', '.join(DEV_METRICS)}, got {self.metric_for_best!r}")
+            raise EmbtuneError(f"--metric-for-best: expected one of {', '.join(DEV_METRICS)}, got {self.metric_for_best!r}")
         if self.metric_for_best == "sickr_dev_spearman" and not self.eval_sickr:
-            raise EmbtuneError("metric_for_best sickr_dev_spearman needs eval_sickr")
-        for name in ("mini_batch_size", "save_steps", "save_total_limit"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise EmbtuneError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.eval_steps is not None and self.eval_steps < 1:
-            raise EmbtuneError(f"eval_steps must be >= 1, got {self.eval_steps}")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise EmbtuneError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+            raise EmbtuneError("--metric-for-best sickr_dev_spearman needs --eval-sickr")
         return self
 
-
-FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
-
-
-def _coerce(name: str, value: Any) -> Any:
-    t = str(FIELD_TYPES[name])
-    if value is None:
-        if "None" in t:
-            return None
-        raise ValueError("may not be empty")
-    if t.startswith("bool"):
-        if isinstance(value, bool):
-            return value
-        if str(value).lower() in ("true", "1", "yes"):
-            return True
-        if str(value).lower() in ("false", "0", "no"):
-            return False
-        raise ValueError(f"expected true or false, got {value!r}")
-    if t.startswith("int"):
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError(f"expected an integer, got {value!r}")
-        return int(value)
-    if t.startswith("float"):
-        return float(value)
-    return str(value)
+    def to_dict(self) -> dict[str, Any]:
+        """The options that applied to this run, flat (the saved ``train_config.json``; a valid YAML config)."""
+        out = {name: getattr(self, name) for name, o in GENERIC_OPTIONS.items() if _applies(o, self)}
+        out.update(dataclasses.asdict(self.objective_options))
+        return out
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config; unknown keys and bad values are reported with their line."""
+GENERIC_OPTIONS: dict[str, Option] = options_of(TrainConfig)
+
+
+def _applies(o: Option, values: Any) -> bool:
+    if o.spec.only_with is None:
+        return True
+    other, allowed = o.spec.only_with
+    current = values.get(other) if isinstance(values, dict) else getattr(values, other)
+    return current in allowed
+
+
+def objective_option_owners() -> dict[str, list[str]]:
+    """Every objective option's name -> the objectives that take it."""
+    owners: dict[str, list[str]] = {}
+    for name, cls in OBJECTIVES.items():
+        for opt in options_of(cls.Options):
+            owners.setdefault(opt, []).append(name)
+    return owners
+
+
+def all_objective_options() -> dict[str, Option]:
+    """Each objective option once (an option shared by several objectives is one inherited definition)."""
+    out: dict[str, Option] = {}
+    for cls in OBJECTIVES.values():
+        for name, o in options_of(cls.Options).items():
+            if name in out and out[name] != o:
+                raise AssertionError(f"option {name!r} is declared twice with different definitions")
+            out[name] = o
+    return out
+
+
+def load_yaml(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """Read a YAML config -> (raw values by option name, line of each key)."""
     path = Path(path)
     if not path.is_file():
         raise EmbtuneError(f"{path}: config file does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise EmbtuneError(f"{path}: cannot read the config file ({e})") from e
     try:
         node = yaml.compose(text)
     except yaml.YAMLError as e:
         raise EmbtuneError(f"{path}: invalid YAML ({e})") from e
     if node is None:
-        return {}
+        return {}, {}
     if not isinstance(node, yaml.MappingNode):
         raise located(path, node.start_mark.line + 1, "expected a mapping of option: value")
-    lines = {k.value.replace("-", "_"): k.start_mark.line + 1 for k, _ in node.value}
+    lines = {str(k.value).replace("-", "_"): k.start_mark.line + 1 for k, _ in node.value}
     raw = yaml.safe_load(text)
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        name = str(key).replace("-", "_")
-        if name not in FIELD_TYPES:
-            raise located(path, lines.get(name), f"unknown option {key!r}; known: {', '.join(FIELD_TYPES)}")
-        try:
-            out[name] = _coerce(name, value)
-        except (TypeError, ValueError) as e:
-            raise located(path, lines.get(name), f"option {key!r}: {e}") from e
-    return out
+    return {str(k).replace("-", "_"): v for k, v in raw.items()}, lines
 
 
-def resolve_config(config_file: str | None, overrides: dict[str, Any]) -> TrainConfig:
+def resolve_config(config_file: str | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """defaults < YAML file < ``overrides`` (flags) -> a validated :class:`TrainConfig`.
+
+    Every name must be a generic option or an option of the chosen objective; an option of another
+    objective, or one that does not apply (``--kernel-sizes`` without ``--encoder textcnn``), is an
+    error naming the flag or the YAML line.
+    """
     values: dict[str, Any] = {}
+    where: dict[str, str | None] = {}  # "file:line" for values from the YAML file, None for flags
     if config_file:
-        values.update(load_yaml(config_file))
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainConfig(**values).validate()
+        raw, lines = load_yaml(config_file)
+        for name, v in raw.items():
+            values[name] = v
+            where[name] = f"{config_file}:{lines.get(name, '?')}"
+    for name, v in (overrides or {}).items():
+        values[name] = v
+        where[name] = None
+    return _build(values, where)
 
 
-def config_dict(cfg: TrainConfig) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+def make_config(**values: Any) -> TrainConfig:
+    """A validated config from option values (the Python API's and the tests' way in)."""
+    return _build(values, {name: None for name in values})
+
+
+def _build(values: dict[str, Any], where: dict[str, str | None]) -> TrainConfig:
+    objective_options = all_objective_options()
+    owners = objective_option_owners()
+
+    def fail(o: Option | None, name: str, message: str) -> EmbtuneError:
+        if o is None:
+            loc = where.get(name)
+            return EmbtuneError(f"{loc}: {message}" if loc else f"--{name.replace('_', '-')}: {message}")
+        return error(o, message, where.get(name))
+
+    coerced: dict[str, Any] = {}
+    for name, v in values.items():
+        o = GENERIC_OPTIONS.get(name) or objective_options.get(name)
+        if o is None:
+            known = ", ".join([*GENERIC_OPTIONS, *objective_options])
+            raise fail(None, name, f"unknown option {name!r}; known: {known}")
+        try:
+            coerced[name] = o.coerce(v)
+        except ValueError as e:
+            raise fail(o, name, str(e)) from None
+
+    objective = coerced.get("objective", GENERIC_OPTIONS["objective"].default)
+    cls = get_objective_class(objective)
+    own = options_of(cls.Options)
+    generic = {k: v for k, v in coerced.items() if k in GENERIC_OPTIONS}
+    for name in coerced:
+        if name in GENERIC_OPTIONS:
+            o = GENERIC_OPTIONS[name]
+            if not _applies(o, {**{n: p.default for n, p in GENERIC_OPTIONS.items()}, **generic}):
+                other, allowed = o.spec.only_with
+                raise fail(o, name, f"applies only with --{other.replace('_', '-')} {' or '.join(allowed)}")
+        elif name not in own:
+            raise fail(objective_options[name], name,
+                       f"is an option of {', '.join(owners[name])}; objective {objective!r} does not use it")
+    for name, value in coerced.items():
+        o = GENERIC_OPTIONS.get(name) or own[name]
+        problem = o.problem(value)
+        if problem:
+            raise fail(o, name, problem)
+    opts = cls.Options(**{k: v for k, v in coerced.items() if k in own})
+    return TrainConfig(**generic, objective_options=opts).validate()
+
+
+def config_from_saved(saved: dict[str, Any], path: Path) -> TrainConfig:
+    """A run's saved ``train_config.json`` -> its config (errors name that file)."""
+    try:
+        return make_config(**saved)
+    except EmbtuneError as e:
+        raise EmbtuneError(f"{path}: {e}") from e

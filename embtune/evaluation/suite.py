@@ -21,6 +21,8 @@ OTHER_TASKS = ("align_uniform", "stsb-retrieval")
 
 def parse_tasks(spec: str | list[str]) -> list[str]:
     tasks = [t.strip() for t in (spec.split(",") if isinstance(spec, str) else spec) if t.strip()]
+    if not tasks:
+        raise EmbtuneError(f"--tasks: expected at least one task name, got {spec!r}")
     for t in tasks:
         if t not in STS_TASKS and t not in ZH_TASKS and t not in OTHER_TASKS and not t.startswith("beir:"):
             known = ", ".join([*STS_TASKS, *ZH_TASKS, *OTHER_TASKS, "beir:<folder>"])

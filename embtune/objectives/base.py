@@ -15,6 +15,7 @@ in ``embtune/objectives/__init__.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import ClassVar
 from torch import Tensor, nn
 
 from embtune.errors import EmbtuneError
+from embtune.options import option, positive
 
 
 @dataclass
@@ -39,8 +41,25 @@ class Batch:
         return len(self.ids)
 
 
+@dataclass
+class NoOptions:
+    """An objective without options of its own."""
+
+
+@dataclass
+class TemperatureOptions:
+    """The option every contrastive objective shares (declared once, inherited)."""
+
+    temperature: float = option(0.05, "softmax temperature τ (SimCSE: 0.05)", check=positive)
+
+
 class Objective(nn.Module):
+    """Subclasses declare their options as a dataclass ``Options`` (fields made with
+    :func:`embtune.options.option`); the CLI flags, the YAML keys and the saved config come from it,
+    and the objective is built with those fields as keyword arguments."""
+
     name: ClassVar[str]
+    Options: ClassVar[type] = NoOptions
     #: column layouts this objective accepts, e.g. (("text",),)
     accepts: ClassVar[tuple[tuple[str, ...], ...]]
     #: pooler for a plain Hugging Face model (a sentence-transformers folder keeps its own)
@@ -52,8 +71,8 @@ class Objective(nn.Module):
 
     @classmethod
     def from_config(cls, cfg) -> "Objective":
-        """Build the objective from a :class:`~embtune.config.TrainConfig`."""
-        return cls(temperature=cfg.temperature)
+        """Build the objective from a :class:`~embtune.config.TrainConfig` (its ``objective_options``)."""
+        return cls(**dataclasses.asdict(cfg.objective_options))
 
     def setup(self, encoder, data=None) -> None:
         """Called once with the encoder and the training data before training (e.g. to build a

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,7 +34,8 @@ from torch import Tensor, nn
 from embtune.data.readers import PAIR_COLUMNS, TRIPLE_COLUMNS
 from embtune.data.registry import cache_dir
 from embtune.errors import EmbtuneError
-from embtune.objectives.base import Batch, Objective, check_temperature
+from embtune.objectives.base import Batch, Objective, TemperatureOptions, check_temperature
+from embtune.options import option
 
 logger = logging.getLogger(__name__)
 LOSSES = ("mse", "relational", "similarity")
@@ -71,8 +73,16 @@ class TeacherCache:
         return emb
 
 
+@dataclass
+class DistillOptions(TemperatureOptions):
+    teacher: str | None = option(None, "the teacher model (built-in name, folder or Hugging Face id); required")
+    distill_loss: str = option("mse", "mse: embeddings; relational: in-batch similarity distributions (KL); "
+                                      "similarity: in-batch cosine matrices", choices=LOSSES)
+
+
 class Distill(Objective):
     name = "distill"
+    Options = DistillOptions
     accepts = (("text",), PAIR_COLUMNS, TRIPLE_COLUMNS)
     default_pooler = "mean"
     needs_global_batch = False  # each process distils its own examples
@@ -91,7 +101,8 @@ class Distill(Objective):
 
     @classmethod
     def from_config(cls, cfg) -> "Distill":
-        return cls(cfg.teacher, cfg.distill_loss, cfg.temperature)
+        o = cfg.objective_options
+        return cls(o.teacher, o.distill_loss, o.temperature)
 
     def setup(self, encoder, data=None) -> None:
         texts = list(dict.fromkeys(t for ex in data.examples for t in ex))

@@ -12,16 +12,26 @@ class's cosine. With K = 2 and m = 0 this is unsup SimCSE averaged over its two 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from embtune.errors import EmbtuneError
-from embtune.objectives.base import Batch, Objective, check_temperature
+from embtune.objectives.base import Batch, Objective, TemperatureOptions, check_temperature
+from embtune.options import at_least, option
+
+
+@dataclass
+class MultiViewAMOptions(TemperatureOptions):
+    views: int = option(2, "dropout views per sentence K", check=at_least(2))
+    margin: float = option(0.0, "additive margin m taken off the true class's cosine", check=at_least(0))
 
 
 class MultiViewAMSoftmax(Objective):
     name = "multiview-am"
+    Options = MultiViewAMOptions
     accepts = (("text",),)
     default_pooler = "cls"
     default_mlp_only_train = True
@@ -34,10 +44,6 @@ class MultiViewAMSoftmax(Objective):
         if not margin >= 0:
             raise EmbtuneError(f"margin must be >= 0, got {margin}")
         self.k, self.margin = int(views), float(margin)
-
-    @classmethod
-    def from_config(cls, cfg) -> "MultiViewAMSoftmax":
-        return cls(cfg.temperature, cfg.views, cfg.margin)
 
     def views(self, batch: Batch) -> list[list[list[int]]]:
         return [batch.column(0)] * self.k

@@ -7,15 +7,25 @@ without a hard-negative column train with in-batch negatives only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor
 
 from embtune.errors import EmbtuneError
-from embtune.objectives.base import Batch, Objective, check_temperature
+from embtune.objectives.base import Batch, Objective, TemperatureOptions, check_temperature
+from embtune.options import at_least, option
 from embtune.objectives.infonce import info_nce
+
+
+@dataclass
+class SupSimCSEOptions(TemperatureOptions):
+    hard_negative_weight: float = option(1.0, "the paper's α for the own hard negative (its logit + log α)",
+                                         check=at_least(0))
 
 
 class SupSimCSE(Objective):
     name = "sup-simcse"
+    Options = SupSimCSEOptions
     accepts = (("sent0", "sent1"), ("sent0", "sent1", "hard_neg"))
     default_pooler = "cls"  # with the MLP kept at evaluation (§6.3)
     default_mlp_only_train = False
@@ -26,10 +36,6 @@ class SupSimCSE(Objective):
         if not hard_negative_weight >= 0:
             raise EmbtuneError(f"hard-negative weight α must be >= 0, got {hard_negative_weight}")
         self.hard_negative_weight = float(hard_negative_weight)
-
-    @classmethod
-    def from_config(cls, cfg) -> "SupSimCSE":
-        return cls(temperature=cfg.temperature, hard_negative_weight=cfg.hard_negative_weight)
 
     def views(self, batch: Batch) -> list[list[list[int]]]:
         return [batch.column(c) for c in range(len(batch.ids[0]))]

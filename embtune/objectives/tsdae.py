@@ -11,6 +11,7 @@ the encoder is saved.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -20,10 +21,19 @@ from embtune.encoders.pooling import pad_ids
 from embtune.errors import EmbtuneError
 from embtune.objectives.augment import check_ratio, word_deletion
 from embtune.objectives.base import Batch, Objective
+from embtune.options import in_range, option
+
+
+@dataclass
+class TSDAEOptions:
+    tsdae_deletion_ratio: float = option(0.6, "share of words deleted from the input (the paper's best: 0.6)",
+                                         check=in_range(0, 1))
+    tsdae_tie_decoder: bool = option(True, "share the decoder's weights with the encoder (the paper ties them)")
 
 
 class TSDAE(Objective):
     name = "tsdae"
+    Options = TSDAEOptions
     accepts = (("text",),)
     default_pooler = "cls_before_pooler"
     needs_global_batch = False
@@ -37,7 +47,8 @@ class TSDAE(Objective):
 
     @classmethod
     def from_config(cls, cfg) -> "TSDAE":
-        return cls(cfg.tsdae_deletion_ratio, cfg.tsdae_tie_decoder)
+        o = cfg.objective_options
+        return cls(o.tsdae_deletion_ratio, o.tsdae_tie_decoder)
 
     def setup(self, encoder, data=None) -> None:
         from transformers import AutoModelForCausalLM

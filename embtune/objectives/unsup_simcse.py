@@ -11,18 +11,32 @@ one direction (view 1 -> view 2). Options:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor
 
 from embtune.errors import EmbtuneError
 from embtune.objectives.augment import augment, check_ratio, parse_augment
-from embtune.objectives.base import Batch, Objective, check_temperature
+from embtune.objectives.augment import AUGMENTATIONS
+from embtune.objectives.base import Batch, Objective, TemperatureOptions, check_temperature
+from embtune.options import in_range, option
 from embtune.objectives.infonce import info_nce, info_nce_both_views
 
 NEGATIVES = ("batch", "both-views")
 
 
+@dataclass
+class UnsupSimCSEOptions(TemperatureOptions):
+    negatives: str = option("batch", "batch: in-batch negatives; both-views: the 2N−1 variant", choices=NEGATIVES)
+    augment: str | None = option(None, "comma-separated discrete augmentations for the second view: "
+                                       + ",".join(AUGMENTATIONS))
+    augment_ratio: float | None = option(None, "ratio p of the augmentations (each one's default when unset)",
+                                         check=in_range(0, 1))
+
+
 class UnsupSimCSE(Objective):
     name = "unsup-simcse"
+    Options = UnsupSimCSEOptions
     accepts = (("text",),)
     default_pooler = "cls"  # with the MLP during training only (§6.3)
     default_mlp_only_train = True
@@ -36,10 +50,6 @@ class UnsupSimCSE(Objective):
         self.negatives = negatives
         self.augment = parse_augment(augment)
         self.augment_ratio = check_ratio(augment_ratio)
-
-    @classmethod
-    def from_config(cls, cfg) -> "UnsupSimCSE":
-        return cls(cfg.temperature, cfg.negatives, cfg.augment, cfg.augment_ratio)
 
     def views(self, batch: Batch) -> list[list[list[int]]]:
         first = batch.column(0)

@@ -12,16 +12,17 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
+import shutil
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from embtune.config import TrainConfig, config_dict
+from embtune.config import TrainConfig
 from embtune.data import duplicate_free_batches, read_train_file
 from embtune.encoders import TransformerEncoder, load_encoder
 from embtune.encoders.base import Encoder, autocast
@@ -182,10 +183,53 @@ class _Signals:
             signal.signal(sig, old)
 
 
+def prepare_output(out: Path, resume: bool, overwrite: bool) -> None:
+    """A new run needs an empty output folder (``overwrite`` clears one), so no file of an earlier run
+    — weights, checkpoints, an ONNX export, a config — is ever taken for this run's; a resumed run
+    needs the folder's checkpoints."""
+    if resume:
+        if not ckpt.list_checkpoints(out):
+            raise EmbtuneError(f"{out}: no complete checkpoint to resume from (train with --save-steps N to write them)")
+        return
+    if out.exists() and not out.is_dir():
+        raise EmbtuneError(f"--output {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise EmbtuneError(f"--output {out}: the folder is not empty (an earlier run?); choose another folder, "
+                               f"continue that run with --resume {out}, or pass --overwrite to clear it")
+        logger.warning("--overwrite: clearing %s", out)
+        for child in out.iterdir():
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+
+def save_final(encoder: Encoder, out: Path, cfg: TrainConfig) -> None:
+    """Write the model into a temporary folder, then move its files into ``out``: a failure (a full
+    disk) leaves the checkpoints and no half-written model beside a new config."""
+    tmp = out / f".tmp-final-{time.time_ns()}"
+    try:
+        encoder.save(tmp, extra={"train_config": cfg.to_dict()})
+        for item in sorted(tmp.iterdir()):
+            target = out / item.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            item.replace(target)
+    except OSError as e:
+        raise EmbtuneError(f"could not save the final model into {out} ({e}); the checkpoints in "
+                           f"{out / 'checkpoints'} are intact: free space and continue with --resume {out}") from e
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+#: called after every optimizer step with the trainer (logging, tests' fault injection, ...)
+StepCallback = Callable[["Trainer"], None]
+
+
 class Trainer:
-    def __init__(self, cfg: TrainConfig, progress: bool = True, resume: bool = False):
+    def __init__(self, cfg: TrainConfig, progress: bool = True, resume: bool = False, overwrite: bool = False,
+                 callbacks: list[StepCallback] | None = None):
         cfg.validate()
         self.cfg, self.progress, self.resume = cfg, progress, resume
+        self.callbacks = list(callbacks or [])
         self.device = resolve_device(cfg.device)
         self.dist = DistContext.from_env(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
@@ -195,6 +239,9 @@ class Trainer:
             warn_slow_cpu_precision(cfg.precision)
         seed_everything(cfg.seed)
         self.out = Path(cfg.output)
+        if self.dist.is_main:
+            prepare_output(self.out, resume, overwrite)
+        self.dist.barrier()
 
         objective_cls = get_objective_class(cfg.objective)
         self.objective: Objective = objective_cls.from_config(cfg)
@@ -248,6 +295,13 @@ class Trainer:
         logger.info("tokenized %d examples in %.1fs", len(self.examples), time.perf_counter() - t0)
 
         self.steps_per_epoch = len(self.batches(0))
+        if self.steps_per_epoch == 0:
+            distinct = len({t for ex in self.data.examples for t in ex})
+            raise EmbtuneError(
+                f"{self.data.path}: no batch can be formed: {len(self.data)} examples with {distinct} distinct text(s), "
+                "and a batch may not hold the same text twice (it would be its own false negative) — every "
+                "example shares a text with the others. Give examples with distinct texts (a shared placeholder "
+                "hard negative, or one sentence repeated, causes this).")
         self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.adam_epsilon)
         self.scheduler = linear_schedule(self.optimizer, cfg.warmup_steps, self.total_steps)
@@ -302,13 +356,15 @@ class Trainer:
         value = float(loss.item())
         if not self.objective.needs_global_batch or self.mlm is not None:
             value = self.dist.all_reduce_mean(value) * world
-        if os.environ.get("EMBTUNE_TEST_NAN_AT_STEP") == str(self.step + 1):  # fault-injection hook for tests
-            value = math.nan
         return value
 
     def optimizer_step(self) -> None:
         self.dist.all_reduce_grads(self.params)
         stepped = True
+        if self.cfg.max_grad_norm > 0:  # the Hugging Face Trainer's clipping, as the official SimCSE runs use
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
         if self.scaler is not None:
             scale = self.scaler.get_scale()
             self.scaler.step(self.optimizer)
@@ -349,7 +405,7 @@ class Trainer:
         cfg = self.cfg
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            write_json(self.out / "train_config.json", config_dict(cfg))
+            write_json(self.out / "train_config.json", cfg.to_dict())
             write_json(self.out / "versions.json", library_versions())
         if self.resume:
             self.load_last_checkpoint()
@@ -359,7 +415,6 @@ class Trainer:
         self.objective.train()
         t_start = time.perf_counter()
         seen_at_start, step_at_start = self.seen, self.step
-        sleep = float(os.environ.get("EMBTUNE_TEST_SLEEP_PER_STEP", "0"))  # test hook: a slow run to interrupt
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress or not self.dist.is_main,
                    desc=cfg.objective, unit="step")
         with _Signals() as signals:
@@ -379,6 +434,8 @@ class Trainer:
                     self.pos += 1
                     self.seen += len(batches[self.pos - 1])
                     self.losses.append(loss)
+                    for callback in self.callbacks:
+                        callback(self)
                     elapsed = time.perf_counter() - t_start
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.4g}", ex_per_s=f"{(self.seen - seen_at_start) / elapsed:.1f}")
@@ -395,8 +452,6 @@ class Trainer:
                         self.save_checkpoint()
                         raise Interrupted(f"interrupted at step {self.step}; checkpoint saved; continue with "
                                           f"`embtune train --resume {self.out}`")
-                    if sleep:
-                        time.sleep(sleep)
                 if self.pos >= len(batches):
                     self.epoch, self.pos = self.epoch + 1, 0
         bar.close()
@@ -422,16 +477,19 @@ class Trainer:
         }
         if self.dist.is_main:
             self.encoder.eval()
-            self.encoder.save(self.out, extra={"train_config": config_dict(cfg)})
+            save_final(self.encoder, self.out, cfg)
             write_json(self.out / "metrics.json", metrics)
             logger.info("saved model to %s (%d steps, %.2fs/step)", self.out, self.step, metrics["seconds_per_step"])
         self.dist.barrier()
         return metrics
 
 
-def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict:
-    """Train ``cfg.model`` with ``cfg.objective`` on ``cfg.train_file``; returns the metrics."""
-    trainer = Trainer(cfg, progress=progress, resume=resume)
+def train(cfg: TrainConfig, progress: bool = True, resume: bool = False, overwrite: bool = False,
+          callbacks: list[StepCallback] | None = None) -> dict:
+    """Train ``cfg.model`` with ``cfg.objective`` on ``cfg.train_file``; returns the metrics.
+
+    A new run needs an empty (or absent) ``cfg.output``; ``overwrite`` clears it first."""
+    trainer = Trainer(cfg, progress=progress, resume=resume, overwrite=overwrite, callbacks=callbacks)
     try:
         return trainer.run()
     finally:

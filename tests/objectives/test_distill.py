@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from embtune.config import TrainConfig
+from embtune.config import make_config
 from embtune.errors import EmbtuneError
 from embtune.objectives.distill import Distill, TeacherCache
 from embtune.training import train
@@ -91,7 +91,7 @@ def test_textcnn_distillation_lowers_mse_and_caches_the_teacher(tiny_st, glove_f
         return orig(self, texts, **kw)
 
     monkeypatch.setattr(Encoder, "encode", counting)
-    cfg = TrainConfig(model=str(glove_file), encoder="textcnn", cnn_channels=8, objective="distill",
+    cfg = make_config(model=str(glove_file), encoder="textcnn", cnn_channels=8, objective="distill",
                       teacher=str(tiny_st), train_file=str(unsup_file), output=str(tmp_path / "s"),
                       batch_size=4, epochs=3, lr=5e-3, seed=0)
     m = train(cfg, progress=False)
@@ -109,7 +109,7 @@ def test_textcnn_distillation_lowers_mse_and_caches_the_teacher(tiny_st, glove_f
 
 
 def test_transformer_student_from_the_first_layers(tiny_st, unsup_file, tmp_path):
-    cfg = TrainConfig(model=str(tiny_st), objective="distill", teacher=str(tiny_st), student_layers=1,
+    cfg = make_config(model=str(tiny_st), objective="distill", teacher=str(tiny_st), student_layers=1,
                       distill_loss="relational", train_file=str(unsup_file), output=str(tmp_path / "o"),
                       batch_size=4, max_steps=3)
     train(cfg, progress=False)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from embtune.config import TrainConfig
+from embtune.config import make_config
 from embtune.encoders.transformer import TransformerEncoder
 from embtune.errors import EmbtuneError
 from embtune.objectives.mlm import AuxiliaryMLM
@@ -21,7 +21,7 @@ def unsup_file(tmp_path):
 
 
 def test_tsdae_reconstruction_loss_falls(tiny_bert, unsup_file, tmp_path):
-    cfg = TrainConfig(model=str(tiny_bert), objective="tsdae", train_file=str(unsup_file), output=str(tmp_path / "o"),
+    cfg = make_config(model=str(tiny_bert), objective="tsdae", train_file=str(unsup_file), output=str(tmp_path / "o"),
                       batch_size=6, max_steps=40, epochs=100, lr=3e-3, seed=1)
     m = train(cfg, progress=False)
     first, last = sum(m["losses"][:5]) / 5, sum(m["losses"][-5:]) / 5
@@ -58,7 +58,7 @@ def test_disable_dropout_makes_views_equal(tiny_bert):
 
 
 def test_augment_without_dropout_trains(tiny_bert, unsup_file, tmp_path):
-    cfg = TrainConfig(model=str(tiny_bert), train_file=str(unsup_file), output=str(tmp_path / "o"), batch_size=6,
+    cfg = make_config(model=str(tiny_bert), train_file=str(unsup_file), output=str(tmp_path / "o"), batch_size=6,
                       max_steps=3, augment="word-deletion,swap", augment_ratio=0.3, dropout=False, seed=2)
     a = train(cfg, progress=False)["losses"]
     cfg.output = str(tmp_path / "o2")
@@ -88,7 +88,7 @@ def test_auxiliary_mlm(tmp_path, unsup_file, tiny_bert):
     loss = aux(enc.tokenize_ids(SENTENCES[:4]))
     loss.backward()
     assert enc.backbone.embeddings.word_embeddings.weight.grad is not None
-    cfg = TrainConfig(model=str(tmp_path / "mlm"), train_file=str(unsup_file), output=str(tmp_path / "o"),
+    cfg = make_config(model=str(tmp_path / "mlm"), train_file=str(unsup_file), output=str(tmp_path / "o"),
                       batch_size=6, max_steps=2, mlm_weight=0.1)
     assert train(cfg, progress=False)["steps"] == 2
     with pytest.raises(EmbtuneError, match="no MLM head"):

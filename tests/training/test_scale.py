@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -15,12 +16,12 @@ import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
-from embtune.config import TrainConfig
+from embtune.config import make_config
 from embtune.encoders.transformer import TransformerEncoder
 from embtune.objectives import SupSimCSE, UnsupSimCSE
 from embtune.training import checkpoint as ckpt
 from embtune.training import grad_cache
-from embtune.training.trainer import NonFiniteLossError, train
+from embtune.training.trainer import NonFiniteLossError, Trainer, train
 from tests.conftest import SENTENCES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +40,7 @@ def _ddp_worker(rank: int, world: int, port: int, cfg: dict, gather: bool) -> No
 
     d.GATHER = gather
     torch.set_num_threads(1)
-    train(TrainConfig(**cfg), progress=False)
+    train(make_config(**cfg), progress=False)
 
 
 def write_files(tmp_path):
@@ -69,7 +70,7 @@ def test_ddp_two_processes_equal_one_process_with_the_global_batch(tiny_bert, tm
     base = dict(model=str(tiny_bert), objective=objective, train_file=str(u if objective == "unsup-simcse" else s),
                 max_steps=1, lr=1.0, adam_epsilon=1.0, seed=3, dropout=False, max_seq_length=16)
     torch.set_num_threads(1)
-    single = train(TrainConfig(**base, batch_size=8, output=str(tmp_path / "one")), progress=False)
+    single = train(make_config(**base, batch_size=8, output=str(tmp_path / "one")), progress=False)
     initial = TransformerEncoder.load(tiny_bert)  # untrained weights, to see the update is real
     mp.spawn(_ddp_worker, args=(2, free_port(), {**base, "batch_size": 4, "output": str(tmp_path / "two")}, True), nprocs=2)
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
@@ -129,15 +130,19 @@ def test_mini_batch_size_trains_like_the_full_batch(tiny_bert, tmp_path, objecti
     u, s = write_files(tmp_path)
     base = dict(model=str(tiny_bert), objective=objective, train_file=str(u if objective == "unsup-simcse" else s),
                 batch_size=8, max_steps=2, lr=1.0, adam_epsilon=1.0, seed=5, dropout=False)
-    a = train(TrainConfig(**base, output=str(tmp_path / "full")), progress=False)
-    b = train(TrainConfig(**base, output=str(tmp_path / "gc"), mini_batch_size=2), progress=False)
+    a = train(make_config(**base, output=str(tmp_path / "full")), progress=False)
+    b = train(make_config(**base, output=str(tmp_path / "gc"), mini_batch_size=2), progress=False)
     assert a["losses"] == pytest.approx(b["losses"], abs=1e-5)
     assert max_diff(weights(tmp_path / "full"), weights(tmp_path / "gc")) < 1e-5
 
 
-def run_cli(args, env_extra=None, wait=True):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    cmd = [sys.executable, "-m", "embtune", "train", *args, "--no-progress"]
+def run_cli(args, sleep_per_step=None, wait=True):
+    """``embtune train ARGS`` in a child process; with ``sleep_per_step`` a pause after every step
+    (tests/training/slow_train.py) makes the run slow enough to interrupt."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    head = [sys.executable, "-m", "embtune"] if sleep_per_step is None else \
+        [sys.executable, str(ROOT / "tests" / "training" / "slow_train.py"), str(sleep_per_step)]
+    cmd = [*head, "train", *args, "--no-progress"]
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if wait:
         out, _ = p.communicate(timeout=300)
@@ -151,7 +156,7 @@ def test_resume_after_sigkill_gives_identical_weights(tiny_bert, tmp_path):
               "--lr", "1e-3", "--seed", "11", "--save-steps", "3", "--save-total-limit", "2"]
     rc, out = run_cli([*common, "--output", str(tmp_path / "straight")])
     assert rc == 0, out
-    p = run_cli([*common, "--output", str(tmp_path / "killed")], {"EMBTUNE_TEST_SLEEP_PER_STEP": "0.4"}, wait=False)
+    p = run_cli([*common, "--output", str(tmp_path / "killed")], sleep_per_step=0.4, wait=False)
     deadline = time.time() + 120
     while not (tmp_path / "killed" / "checkpoints" / "checkpoint-6").exists():
         assert time.time() < deadline and p.poll() is None, "no checkpoint appeared"
@@ -178,7 +183,7 @@ def test_resume_after_sigkill_gives_identical_weights(tiny_bert, tmp_path):
 def test_sigterm_saves_a_checkpoint_and_exits(tiny_bert, tmp_path):
     u, _ = write_files(tmp_path)
     p = run_cli(["--model", str(tiny_bert), "--train-file", str(u), "--batch-size", "4", "--max-steps", "200",
-                 "--output", str(tmp_path / "o")], {"EMBTUNE_TEST_SLEEP_PER_STEP": "0.2"}, wait=False)
+                 "--output", str(tmp_path / "o")], sleep_per_step=0.2, wait=False)
     deadline = time.time() + 120
     while not (tmp_path / "o" / "train_config.json").exists():
         assert time.time() < deadline and p.poll() is None
@@ -194,8 +199,14 @@ def test_sigterm_saves_a_checkpoint_and_exits(tiny_bert, tmp_path):
 
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(tiny_bert, tmp_path, monkeypatch):
     u, _ = write_files(tmp_path)
-    monkeypatch.setenv("EMBTUNE_TEST_NAN_AT_STEP", "5")
-    cfg = TrainConfig(model=str(tiny_bert), train_file=str(u), output=str(tmp_path / "o"), batch_size=4,
+    real = Trainer.loss_and_backward
+
+    def nan_at_step_5(self, batch):  # fault injection from the test side
+        value = real(self, batch)
+        return math.nan if self.step + 1 == 5 else value
+
+    monkeypatch.setattr(Trainer, "loss_and_backward", nan_at_step_5)
+    cfg = make_config(model=str(tiny_bert), train_file=str(u), output=str(tmp_path / "o"), batch_size=4,
                       max_steps=10, save_steps=2)
     with pytest.raises(NonFiniteLossError, match="step 5: the loss is nan"):
         train(cfg, progress=False)
