@@ -25,7 +25,7 @@ dev: venv
 demo: venv
 	$(BIN)/embtune eval minilm-l6 --output $(DEMO_OUT)/before
 	$(BIN)/embtune train --model minilm-l6 --objective unsup-simcse --train-file wiki-sample \
-		--max-steps $(DEMO_STEPS) --output $(DEMO_OUT)/model
+		--max-steps $(DEMO_STEPS) --output $(DEMO_OUT)/model --overwrite
 	$(BIN)/embtune eval $(DEMO_OUT)/model --output $(DEMO_OUT)/after
 	$(BIN)/embtune report $(DEMO_OUT)/before $(DEMO_OUT)/after --delta
 
