@@ -254,3 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     except EmbtuneError as e:
         print(f"embtune: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the environment, not a bug: a full disk, a permission, a vanished file
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"embtune: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("embtune: interrupted", file=sys.stderr)
+        return 130

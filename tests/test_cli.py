@@ -105,3 +105,15 @@ def test_seeds_train_eval_and_report_mean_std(tiny_bert, unsup_file, tmp_path, c
     mean, std = np.mean(vals), np.std(vals, ddof=1)
     assert f"{mean:.2f} ± {std:.2f}" in text
     assert "mean ± std (2 runs)" in text
+
+
+def test_an_os_error_is_a_message_not_a_traceback(tiny_bert, tmp_path, capsys, monkeypatch):
+    import embtune.cli as cli
+
+    def no_space(args):
+        raise OSError(28, "No space left on device", str(tmp_path / "x.npy"))
+
+    monkeypatch.setattr(cli, "cmd_encode", no_space)
+    assert main(["encode", str(tiny_bert), "--input", "a.txt", "--output", "x.npy"]) == 1
+    err = capsys.readouterr().err
+    assert "x.npy: No space left on device" in err and "Traceback" not in err
