@@ -65,3 +65,21 @@ def duplicate_free_batches(
     if dropped:
         logger.warning("dropped %d example(s) left alone in a final batch (no in-batch negatives)", len(dropped))
     return batches
+
+
+def shuffled_batches(n: int, batch_size: int, seed: int, epoch: int = 0) -> list[list[int]]:
+    """Shuffle ``n`` examples (seeded by ``seed`` and ``epoch``) into batches of ``batch_size``.
+
+    For losses without in-batch negatives (CoSENT compares the labelled pairs' own cosines), where a
+    text repeated in a batch is no false negative. A final batch of a single example is dropped and
+    logged, as in :func:`duplicate_free_batches`.
+    """
+    if batch_size < 2:
+        raise ValueError("batch size must be at least 2")
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(n, generator=g).tolist()
+    batches = [order[s:s + batch_size] for s in range(0, n, batch_size)]
+    if batches and len(batches[-1]) < 2:
+        batches.pop()
+        logger.warning("dropped 1 example left alone in a final batch")
+    return batches

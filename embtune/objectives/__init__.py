@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from embtune.errors import EmbtuneError
 from embtune.objectives.base import Batch, Objective
+from embtune.objectives.cosent import CoSENT
 from embtune.objectives.distill import Distill
 from embtune.objectives.multiview_am import MultiViewAMSoftmax
 from embtune.objectives.sup_simcse import SupSimCSE
+from embtune.objectives.supcon import SupCon
 from embtune.objectives.tsdae import TSDAE
 from embtune.objectives.unsup_simcse import UnsupSimCSE
 
@@ -17,6 +19,8 @@ OBJECTIVES: dict[str, type[Objective]] = {
     MultiViewAMSoftmax.name: MultiViewAMSoftmax,
     TSDAE.name: TSDAE,
     Distill.name: Distill,
+    CoSENT.name: CoSENT,
+    SupCon.name: SupCon,
 }
 
 
@@ -26,4 +30,4 @@ def get_objective_class(name: str) -> type[Objective]:
     return OBJECTIVES[name]
 
 
-__all__ = ["Batch", "Objective", "OBJECTIVES", "get_objective_class", "UnsupSimCSE", "SupSimCSE", "MultiViewAMSoftmax", "TSDAE", "Distill"]
+__all__ = ["Batch", "Objective", "OBJECTIVES", "get_objective_class", "UnsupSimCSE", "SupSimCSE", "MultiViewAMSoftmax", "TSDAE", "Distill", "CoSENT", "SupCon"]

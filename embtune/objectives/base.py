@@ -29,10 +29,13 @@ from embtune.options import option, positive
 
 @dataclass
 class Batch:
-    texts: list[tuple[str, ...]]  # one string per column of the training file
+    texts: list[tuple[str, ...]]  # one string per text column of the training file
     ids: list[tuple[list[int], ...]]  # the same, tokenized once before training
     tokenize: Callable[[Sequence[str]], list[list[int]]]  # for views made at training time
     rng: random.Random  # seeded per step: augmentations are reproducible
+    #: labelled data: the scores/labels of the *global* batch, in the order of the gathered
+    #: embeddings the loss receives (this process's ``texts`` are a slice of it under DDP)
+    labels: list | None = None
 
     def column(self, c: int) -> list[list[int]]:
         return [ex[c] for ex in self.ids]
@@ -82,6 +85,15 @@ class Objective(nn.Module):
         if columns not in self.accepts:
             want = " or ".join("(" + ", ".join(c) + ")" for c in self.accepts)
             raise EmbtuneError(f"{path}: objective {self.name!r} expects columns {want}, the file has ({', '.join(columns)})")
+
+    def make_batches(self, data, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+        """The epoch's batches of example indices (``data`` is a :class:`~embtune.data.TrainData`).
+
+        Default: duplicate-free batches (in-batch negatives must be different texts); objectives that
+        need another composition (several texts of a class, plain shuffling) override this."""
+        from embtune.data.sampler import duplicate_free_batches
+
+        return duplicate_free_batches(data.examples, batch_size, seed, epoch)
 
     def views(self, batch: Batch) -> list[list[list[int]]]:
         raise NotImplementedError

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from embtune.config import TrainConfig
-from embtune.data import duplicate_free_batches, read_train_file
+from embtune.data import read_train_file
 from embtune.encoders import TransformerEncoder, load_encoder
 from embtune.encoders.base import Encoder, autocast
 from embtune.errors import EmbtuneError
@@ -290,7 +290,7 @@ class Trainer:
 
         # Tokenize every column once, truncated to the training length (§A: max length 32).
         t0 = time.perf_counter()
-        columns = [self.tokenize([ex[c] for ex in self.data.examples]) for c in range(len(self.data.columns))]
+        columns = [self.tokenize([ex[c] for ex in self.data.examples]) for c in range(len(self.data.text_columns))]
         self.examples = list(zip(*columns))
         logger.info("tokenized %d examples in %.1fs", len(self.examples), time.perf_counter() - t0)
 
@@ -319,7 +319,7 @@ class Trainer:
 
     def batches(self, epoch: int) -> list[list[int]]:
         if self._batch_cache is None or self._batch_cache[0] != epoch:
-            self._batch_cache = (epoch, duplicate_free_batches(self.data.examples, self.global_batch, self.cfg.seed, epoch))
+            self._batch_cache = (epoch, self.objective.make_batches(self.data, self.global_batch, self.cfg.seed, epoch))
         return self._batch_cache[1]
 
     def loss_and_backward(self, batch: Batch) -> float:
@@ -422,8 +422,10 @@ class Trainer:
                 batches = self.batches(self.epoch)
                 while self.pos < len(batches) and self.step < self.total_steps:
                     idx = self.dist.shard(batches[self.pos])
+                    labels = self.data.labels
                     batch = Batch([self.data.examples[i] for i in idx], [self.examples[i] for i in idx],
-                                  self.tokenize, step_rng(cfg.seed, self.step))
+                                  self.tokenize, step_rng(cfg.seed, self.step),
+                                  [labels[i] for i in batches[self.pos]] if labels is not None else None)
                     loss = self.loss_and_backward(batch)
                     if not math.isfinite(loss):
                         raise NonFiniteLossError(
