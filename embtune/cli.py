@@ -43,6 +43,13 @@ def _add_train(sub) -> None:
 RESUMABLE = ("max_steps", "log_every", "save_steps", "save_total_limit", "device", "trust_remote_code")
 
 
+def _add_precision(p) -> None:
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="auto (default): bf16 where the device runs it natively, else fp32")
+    p.add_argument("--allow-slow-precision", action="store_true",
+                   help="run a precision this device has no native support for (emulated, usually far slower)")
+
+
 def _add_eval(sub) -> None:
     from embtune.evaluation.chinese import ZH_TASKS
     from embtune.evaluation.sts import MODES, STS_TASKS
@@ -59,7 +66,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--pooler", default=None, help="override the model's pooler")
     p.add_argument("--device", default=None)
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    _add_precision(p)
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                    help="onnx: run the transformer in ONNX Runtime (CPU, fp32; exported on first use)")
 
@@ -72,7 +79,7 @@ def _add_encode(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--normalize", action="store_true")
     p.add_argument("--device", default=None)
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    _add_precision(p)
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                    help="onnx: run the transformer in ONNX Runtime (CPU, fp32; exported on first use)")
 
@@ -188,15 +195,29 @@ def _train_and_eval(cfg, final_eval: str | None, progress: bool, resume: bool = 
     print(f"saved {cfg.output}: {metrics['steps']} steps, {metrics['seconds_per_step']:.3f} s/step, "
           f"loss {metrics['loss_first']:.4g} -> {metrics['loss_last']:.4g}")
     if tasks:
-        res = run_evaluation(load_encoder(cfg.output, device=cfg.device), tasks, precision=cfg.precision)
+        enc = load_encoder(cfg.output, device=cfg.device)
+        enc.allow_slow_precision = cfg.allow_slow_precision
+        res = run_evaluation(enc, tasks, precision=cfg.precision)
         res["model"] = cfg.output
         write_results(cfg.output, res, cfg.output)
         print(format_results(cfg.output, res))
 
 
 def _check_backend(args: argparse.Namespace) -> None:
+    if args.backend == "onnx" and args.precision == "auto":
+        args.precision = "fp32"
     if args.backend == "onnx" and args.precision != "fp32":
         raise EmbtuneError(f"--backend onnx runs in fp32; --precision {args.precision} needs --backend torch")
+
+
+def _resolve_precision(args: argparse.Namespace, enc) -> str:
+    """--precision auto -> bf16 where native else fp32 (logged); a non-native one stops unless allowed."""
+    from embtune.precision import resolve_precision
+
+    if args.batch_size < 1:
+        raise EmbtuneError(f"--batch-size must be >= 1, got {args.batch_size}")
+    enc.allow_slow_precision = args.allow_slow_precision
+    return resolve_precision(args.precision, enc.device, allow_slow=args.allow_slow_precision)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -207,6 +228,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     tasks = parse_tasks(args.tasks)
     _check_backend(args)
     enc = load_encoder(args.model, device=args.device, pooler=args.pooler, backend=args.backend)
+    args.precision = _resolve_precision(args, enc)
     res = run_evaluation(enc, tasks, text=args.text, mode=args.sts_mode, split=args.split, batch_size=args.batch_size,
                          precision=args.precision, show_progress=sys.stderr.isatty())
     res["model"] = args.model
@@ -229,6 +251,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         raise EmbtuneError(f"{args.input}: no sentences")
     _check_backend(args)
     enc = load_encoder(args.model, device=args.device, backend=args.backend)
+    args.precision = _resolve_precision(args, enc)
     emb = enc.encode(lines, batch_size=args.batch_size, normalize=args.normalize, precision=args.precision)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     with open(args.output, "wb") as f:  # exactly the path given (np.save on a name would append .npy)

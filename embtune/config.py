@@ -18,7 +18,7 @@ from embtune.errors import EmbtuneError, located
 from embtune.objectives import OBJECTIVES, get_objective_class
 from embtune.options import Option, at_least, error, in_range, option, options_of, positive
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -63,7 +63,10 @@ class TrainConfig:
     # run
     seed: int = option(42, "random seed (data order, dropout, augmentations)")
     device: str | None = option(None, "cpu, cuda, cuda:N (default: cuda when available)")
-    precision: str = option("fp32", "fp32, bf16 or fp16 (autocast)", choices=PRECISIONS)
+    precision: str = option("auto", "auto (bf16 where the device runs it natively, else fp32; resolved before saving), "
+                                    "fp32, bf16 or fp16 (autocast, fp32 master weights)", choices=PRECISIONS)
+    allow_slow_precision: bool = option(False, "run a precision the device has no native support for "
+                                               "(emulated, usually far slower)")
     trust_remote_code: bool = option(False, "run code shipped with the model (only when given on this command line)")
     log_every: int = option(10, "log a line every N steps (with --no-progress)", check=at_least(1))
     # scale and reliability

@@ -59,6 +59,16 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("EMBTUNE_DATA", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_native_half(monkeypatch):
+    """Tests see a device without native bf16/fp16, so ``precision auto`` means fp32 on every machine and
+    results do not depend on the CPU running them (tests of the detection and of bf16 opt in explicitly)."""
+    from embtune import precision
+
+    monkeypatch.setattr(precision, "detect_support",
+                        lambda device: precision.DeviceSupport("cpu", bf16=False, fp16=False, detail="test device"))
+
+
 SENTENCES = [
     "a man is playing the guitar .",
     "a woman is playing the piano .",

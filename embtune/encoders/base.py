@@ -11,6 +11,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from embtune.encoders.batching import PackedIds, length_sorted_batches, to_device
+from embtune.errors import EmbtuneError
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -50,8 +53,23 @@ class Encoder(nn.Module):
         raise NotImplementedError
 
     def embed_ids(self, ids: list[list[int]]) -> Tensor:
-        feats = {k: v.to(self.device) for k, v in self.collate(ids).items()}
+        feats = {k: to_device(v, self.device) for k, v in self.collate(ids).items()}
         return self(feats)
+
+    # ---- inference hooks (subclasses may run a faster path) ----------------------------------
+    #: precisions this encoder can run (an ONNX graph: fp32 only); "auto" picks among them
+    inference_precisions: tuple[str, ...] = ("fp32", "bf16", "fp16")
+    #: encode()'s default for allow_slow_precision (the CLI and the trainer set it from their flag)
+    allow_slow_precision: bool = False
+
+    def packed_ids(self, ids: list[list[int]]) -> "PackedIds | None":
+        """The corpus as one device tensor (see :class:`PackedIds`), or None to collate batch by batch."""
+        return None
+
+    def inference_forward(self, features: dict[str, Tensor], precision: str) -> Tensor:
+        """The evaluated model's embeddings (any float dtype); default: per-op autocast."""
+        with autocast(self.device, precision):
+            return self(features)
 
     @torch.inference_mode()
     def encode(
@@ -61,31 +79,81 @@ class Encoder(nn.Module):
         normalize: bool = False,
         show_progress: bool = False,
         precision: str = "fp32",
-    ) -> np.ndarray:
-        """Embed ``texts`` into a float32 array of shape (len(texts), dim).
+        *,
+        convert_to_tensor: bool = False,
+        output: str = "numpy",
+        allow_slow_precision: bool | None = None,
+        token_budget: int | None = None,
+    ) -> np.ndarray | Tensor:
+        """Embed ``texts`` into a float32 matrix of shape (len(texts), dim).
 
-        Each distinct text is encoded once, in batches of similar length (less padding).
+        Each distinct text is encoded once; the corpus is tokenized in one call, and encoded in
+        length-sorted batches of at most ``batch_size`` sentences (and, with ``token_budget``, at most
+        that many padded tokens). ``precision``: fp32, bf16, fp16 or auto (bf16 where the device runs it
+        natively, else fp32); a precision the device lacks is an error unless ``allow_slow_precision``
+        (default: the encoder's ``allow_slow_precision`` attribute, False unless set).
+        ``output="torch"`` (or ``convert_to_tensor=True``) returns a tensor on the model's device,
+        ``"numpy"`` (default) a NumPy array. ``normalize``: unit length.
         """
-        if isinstance(texts, str):
-            raise TypeError("encode() takes a list of strings, not a single string")
-        texts = list(texts)
+        from embtune.precision import resolve_precision
+
+        texts = _check_texts(texts)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise EmbtuneError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if token_budget is not None and (isinstance(token_budget, bool) or not isinstance(token_budget, (int, np.integer))
+                                         or token_budget < 1):
+            raise EmbtuneError(f"token_budget must be a positive integer, got {token_budget!r}")
+        if output not in ("numpy", "torch"):
+            raise EmbtuneError(f"output must be 'numpy' or 'torch', got {output!r}")
+        as_tensor = convert_to_tensor or output == "torch"
+        device = self.device
+        if precision == "auto" and self.inference_precisions == ("fp32",):
+            precision = "fp32"
+        if allow_slow_precision is None:
+            allow_slow_precision = self.allow_slow_precision
+        precision = resolve_precision(precision, device, allow_slow=allow_slow_precision, what="precision")
+        if precision not in self.inference_precisions:
+            raise EmbtuneError(f"{type(self).__name__} runs in {', '.join(self.inference_precisions)} only, "
+                               f"not {precision}")
         if not texts:
-            return np.zeros((0, self.embedding_dim), dtype=np.float32)
+            empty = torch.zeros((0, self.embedding_dim), dtype=torch.float32)
+            return empty.to(device) if as_tensor else empty.numpy()
         unique = list(dict.fromkeys(texts))
-        ids = self.tokenize_ids(unique)
-        order = sorted(range(len(unique)), key=lambda i: -len(ids[i]))
+        ids = self.tokenize_ids(unique)  # the whole corpus in one call (fast tokenizers batch it natively)
+        batches = length_sorted_batches([len(x) for x in ids], int(batch_size), token_budget)
         was_training = self.training
         self.eval()
-        out = np.empty((len(unique), self.embedding_dim), dtype=np.float32)
+        out = torch.empty((len(unique), self.embedding_dim), dtype=torch.float32, device=device)
         try:
-            with autocast(self.device, precision):
-                for start in tqdm(range(0, len(order), batch_size), disable=not show_progress, desc="encode"):
-                    idx = order[start : start + batch_size]
-                    emb = self.embed_ids([ids[i] for i in idx]).float()
-                    if normalize:
-                        emb = torch.nn.functional.normalize(emb, dim=-1)
-                    out[idx] = emb.cpu().numpy()
+            packed = self.packed_ids(ids)
+            for idx in tqdm(batches, disable=not show_progress, desc="encode"):
+                if packed is not None:
+                    feats = packed.batch(idx)
+                else:
+                    feats = {k: to_device(v, device) for k, v in self.collate([ids[i] for i in idx]).items()}
+                emb = self.inference_forward(feats, precision).float()
+                if normalize:
+                    emb = torch.nn.functional.normalize(emb, dim=-1)
+                out[to_device(torch.from_numpy(idx), device)] = emb
         finally:
             self.train(was_training)
-        pos = {t: i for i, t in enumerate(unique)}
-        return out[[pos[t] for t in texts]]
+        if len(unique) < len(texts):
+            pos = {t: i for i, t in enumerate(unique)}
+            out = out[to_device(torch.tensor([pos[t] for t in texts]), device)]
+        return out if as_tensor else out.cpu().numpy()
+
+
+def _check_texts(texts) -> list[str]:
+    """A list of strings, or a clear error naming the first bad item."""
+    if isinstance(texts, str):
+        raise EmbtuneError("encode() takes a list of strings, not a single string (wrap it: [text])")
+    if texts is None:
+        raise EmbtuneError("encode() takes a list of strings, got None")
+    try:
+        texts = list(texts)
+    except TypeError as e:
+        raise EmbtuneError(f"encode() takes a list of strings, got {type(texts).__name__}") from e
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise EmbtuneError(f"encode(): item {i} is {type(t).__name__} ({t!r:.60}), expected a string")
+    return texts

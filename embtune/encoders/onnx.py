@@ -135,6 +135,8 @@ class OnnxEncoder(Encoder):
     ``onnx_file``: the graph to run; by default an export of ``encoder`` from the cache (made on first use).
     """
 
+    inference_precisions = ("fp32",)
+
     def __init__(self, encoder: TransformerEncoder, onnx_file: str | Path | None = None, threads: int | None = None):
         super().__init__()
         ort = _require("onnxruntime")

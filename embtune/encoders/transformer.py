@@ -14,6 +14,7 @@ Saved layout (loadable by ``SentenceTransformer(path)`` and by :func:`embtune.lo
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from embtune.encoders.base import Encoder
+from embtune.encoders.batching import PackedIds
 from embtune.encoders.pooling import HIDDEN_STATE_POOLERS, check_pooler, pad_ids, pool
 from embtune.errors import EmbtuneError
 
@@ -174,6 +176,38 @@ class TransformerEncoder(Encoder):
     def collate(self, ids: list[list[int]]) -> dict[str, Tensor]:
         return pad_ids(ids, self.tokenizer.pad_token_id or 0)
 
+    def packed_ids(self, ids: list[list[int]]) -> PackedIds:
+        return PackedIds(ids, self.device, self.tokenizer.pad_token_id or 0)
+
+    def half_backbone(self, dtype: torch.dtype) -> nn.Module:
+        """A copy of the backbone with its weights cast to ``dtype`` once, for inference.
+
+        Cached on the encoder and rebuilt when any weight changes (an optimizer step, load_state_dict,
+        ``.to()``: tracked by each parameter's identity, version counter and device).
+        """
+        params = list(self.backbone.parameters())
+        key = (dtype, str(params[0].device), tuple((id(p), p._version) for p in params))
+        cached = self.__dict__.get("_half_cache")  # a plain attribute: not a submodule, not in state_dict
+        if cached is None or cached[0] != key:
+            self.__dict__["_half_cache"] = None  # free the old copy first
+            half = copy.deepcopy(self.backbone).to(dtype).eval()
+            for p in half.parameters():
+                p.requires_grad_(False)
+            self.__dict__["_half_cache"] = cached = (key, half)
+        return cached[1]
+
+    def inference_forward(self, features: dict[str, Tensor], precision: str) -> Tensor:
+        """fp32: the model as is. bf16/fp16: the transformer as a half-precision model (weights cast
+        once, see :meth:`half_backbone`), then pooling, MLP and normalisation in fp32 on its output."""
+        if precision == "fp32":
+            return self(features)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        need_all = self.pooler in HIDDEN_STATE_POOLERS
+        out = self.half_backbone(dtype)(input_ids=features["input_ids"], attention_mask=features["attention_mask"],
+                                        output_hidden_states=need_all, return_dict=True)
+        hidden = tuple(h.float() for h in out.hidden_states) if need_all else None
+        return self.head(out.last_hidden_state.float(), features["attention_mask"], hidden)
+
     def forward(self, features: dict[str, Tensor]) -> Tensor:
         need_all = self.pooler in HIDDEN_STATE_POOLERS
         out = self.backbone(
@@ -258,7 +292,11 @@ def _load_backbone(folder: Path, trust_remote_code: bool):
         raise EmbtuneError(f"{folder}: no config.json; expected a Hugging Face model folder")
     try:
         tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
-        model = AutoModel.from_pretrained(str(folder), trust_remote_code=trust_remote_code, dtype=torch.float32)
+        try:  # PyTorch's fused scaled-dot-product attention where the architecture has it
+            model = AutoModel.from_pretrained(str(folder), trust_remote_code=trust_remote_code, dtype=torch.float32,
+                                              attn_implementation="sdpa")
+        except (ValueError, ImportError):
+            model = AutoModel.from_pretrained(str(folder), trust_remote_code=trust_remote_code, dtype=torch.float32)
     except (OSError, ValueError) as e:
         raise EmbtuneError(f"{folder}: could not load the model or tokenizer ({e})") from e
     return model, tok

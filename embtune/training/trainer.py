@@ -9,6 +9,7 @@ save a sentence-transformers folder with the resolved config, library versions a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -30,6 +31,7 @@ from embtune.errors import EmbtuneError
 from embtune.evaluation.dev import evaluate_dev, is_better
 from embtune.objectives import Batch, Objective, get_objective_class
 from embtune.objectives.mlm import AuxiliaryMLM
+from embtune.precision import resolve_precision
 from embtune.training import checkpoint as ckpt
 from embtune.training.distributed import DistContext
 from embtune.training.grad_cache import grad_cache_step
@@ -54,13 +56,6 @@ def disable_dropout(module: torch.nn.Module) -> None:
         for attr in ("dropout_prob", "attention_dropout"):
             if isinstance(getattr(m, attr, None), float):
                 setattr(m, attr, 0.0)
-
-
-def warn_slow_cpu_precision(precision: str) -> None:
-    cap = torch.backends.cpu.get_cpu_capability()
-    if precision == "fp16" or cap in ("DEFAULT", "NO AVX", "AVX2"):
-        logger.warning("%s autocast on this CPU (%s) has no native support and is much slower than fp32; "
-                       "use fp32 here, %s on GPUs or CPUs with AVX512-BF16/AMX", precision, cap, precision)
 
 
 def step_rng(seed: int, step: int) -> random.Random:
@@ -235,8 +230,11 @@ class Trainer:
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
             torch.cuda.set_device(self.device)
-        if self.device.type == "cpu" and cfg.precision != "fp32":
-            warn_slow_cpu_precision(cfg.precision)
+        # auto -> bf16 where native, else fp32; a non-native precision stops unless allowed. The resolved
+        # value is what train_config.json records.
+        cfg = self.cfg = dataclasses.replace(
+            cfg, precision=resolve_precision(cfg.precision, self.device, allow_slow=cfg.allow_slow_precision))
+        logger.info("precision: %s", cfg.precision)
         seed_everything(cfg.seed)
         self.out = Path(cfg.output)
         if self.dist.is_main:
@@ -275,6 +273,7 @@ class Trainer:
             self.encoder.truncate_layers(cfg.student_layers)
         logger.info("encoder: %s pooler=%s mlp=%s", type(self.encoder).__name__, self.encoder.pooler,
                     self.encoder.mlp is not None)
+        self.encoder.allow_slow_precision = cfg.allow_slow_precision  # for evaluations during training
         if not cfg.dropout:
             disable_dropout(self.encoder)
         self.objective.setup(self.encoder, self.data)
@@ -303,7 +302,8 @@ class Trainer:
                 "example shares a text with the others. Give examples with distinct texts (a shared placeholder "
                 "hard negative, or one sentence repeated, causes this).")
         self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.adam_epsilon)
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.adam_epsilon,
+                                           fused=self.device.type == "cuda")  # one kernel per step on a GPU
         self.scheduler = linear_schedule(self.optimizer, cfg.warmup_steps, self.total_steps)
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None
         self.tracker = EvalTracker(cfg, self.out, active=self.dist.is_main)

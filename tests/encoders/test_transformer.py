@@ -82,20 +82,6 @@ def test_st_folder_keeps_its_pooling_and_normalize(tiny_st, tmp_path):
     assert override.pooler == "cls" and override.mlp is not None and override.mlp_only_train
 
 
-def test_encode_dedupes_and_keeps_order(tiny_bert):
-    enc = TransformerEncoder.load(tiny_bert, pooler="mean").eval()
-    calls = []
-    orig = enc.embed_ids
-    enc.embed_ids = lambda ids: calls.append(len(ids)) or orig(ids)
-    texts = [SENTENCES[0], SENTENCES[1], SENTENCES[0], SENTENCES[2]]
-    out = enc.encode(texts, batch_size=2)
-    assert sum(calls) == 3  # three distinct sentences
-    assert out.dtype == np.float32 and out.shape == (4, 32)
-    np.testing.assert_array_equal(out[0], out[2])
-    single = enc.encode([SENTENCES[1]])
-    np.testing.assert_allclose(out[1], single[0], atol=1e-5)
-
-
 def test_bad_model_inputs(tmp_path, tiny_bert):
     with pytest.raises(EmbtuneError, match="does not exist"):
         load_encoder(str(tmp_path / "no" / "such" / "model"))
