@@ -1,6 +1,7 @@
 """embtune against sentence-transformers on the same machine, in one run, alternating the tools.
 
-    python -m bench.performance [--steps 30] [--skip-bf16]      (make bench runs this)
+    python -m bench.performance [--steps 30] [--skip-bf16]      (make bench runs this; CPU)
+    python -m bench.performance --device cuda                   (one accelerator: bench/device.py, bench/gpu_run.sh)
 
 1. training throughput, unsup SimCSE: all-MiniLM-L6-v2, batch 64, max length 32, lr 3e-5, the
    bundled Wikipedia sample; sentence-transformers' way is MultipleNegativesRankingLoss with each
@@ -33,6 +34,7 @@ import torch
 from bench.common import DOCS, machine, md_table
 
 MODEL = "minilm-l6"
+GPU_MARK = "## GPU"
 
 
 def matmul_peak(dtype: torch.dtype, sizes: tuple[int, ...] = (1024, 2048), repeats: int = 3) -> float:
@@ -94,6 +96,7 @@ def child_train(tool: str, objective: str, steps: int, precision: str) -> dict:
 
         out = tempfile.mkdtemp(prefix="bench-")
         cfg = make_config(model=MODEL, objective=f"{objective}-simcse", output=out, max_steps=steps, precision=precision,
+                          allow_slow_precision=True, device="cpu",
                           train_file="wiki-sample" if objective == "unsup" else "snli-triples")
         tr = Trainer(cfg, progress=False)
         m = tr.run()
@@ -157,7 +160,7 @@ def child_encode(tool: str, precision: str, limit: int | None) -> dict:
             enc = load_encoder(MODEL, backend="onnx")
             export_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        emb = enc.encode(sents, batch_size=64, precision=precision)
+        emb = enc.encode(sents, batch_size=64, precision=precision, allow_slow_precision=True)
         seconds = time.perf_counter() - t0
     else:
         from sentence_transformers import SentenceTransformer
@@ -165,8 +168,10 @@ def child_encode(tool: str, precision: str, limit: int | None) -> dict:
         from embtune.encoders.base import autocast
 
         model = SentenceTransformer(str(enc.source_path), device="cpu")
+        if precision == "bf16":  # sentence-transformers' own way: the model cast to bf16
+            model = model.to(torch.bfloat16)
         t0 = time.perf_counter()
-        with autocast(torch.device("cpu"), precision):
+        with autocast(torch.device("cpu"), precision if precision == "fp16" else "fp32"):
             emb = model.encode(sents, batch_size=64, convert_to_numpy=True)
         seconds = time.perf_counter() - t0
     row = {s: i for i, s in enumerate(sents)}
@@ -197,12 +202,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--role", nargs="*", help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--skip-bf16", action="store_true", help="skip bf16 (automatic on CPUs without native bf16)")
-    ap.add_argument("--force-bf16", action="store_true", help="measure bf16 even without native support")
-    ap.add_argument("--bf16-steps", type=int, default=2)
+    ap.add_argument("--skip-bf16", action="store_true", help="skip the bf16 rows")
+    ap.add_argument("--bf16-steps", type=int, default=2, help="training steps of the bf16 rows where bf16 is not native")
+    ap.add_argument("--bf16-sentences", type=int, default=500, help="sentences of the bf16 encode rows where not native")
     ap.add_argument("--encode-repeats", type=int, default=2, help="encoding runs per tool (best reported)")
     ap.add_argument("--write", default=str(DOCS / "performance.md"))
+    ap.add_argument("--device", default="cpu", help="cpu (the table in docs/performance.md) or cuda (bench/device.py: "
+                    "one process, random-init BERT-base)")
+    ap.add_argument("--one-process", action="store_true", help="the device benchmark (bench/device.py) on this --device")
+    from bench import device as device_bench
+
+    device_bench.add_arguments(ap)
     args = ap.parse_args()
+    if not args.role and (args.device != "cpu" or args.one_process):
+        device_bench.parse(args)
+        device_bench.run(args)
+        return
     if args.role:
         kind, *rest = args.role
         if kind == "train":
@@ -213,8 +228,12 @@ def main() -> None:
         return
 
     t0 = time.perf_counter()
+    old_text = Path(args.write).read_text(encoding="utf-8") if Path(args.write).is_file() else ""
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
-    native_bf16 = torch.backends.cpu.get_cpu_capability() not in ("DEFAULT", "AVX2", "NO AVX")
+    from embtune.precision import detect_support
+
+    support = detect_support("cpu")
+    native_bf16 = support.bf16
     rows, res = [], {}
     for objective in ("unsup", "sup"):
         e = spawn("train", "embtune", objective, str(args.steps), "fp32")
@@ -240,22 +259,41 @@ def main() -> None:
                      f"{100 * e['flops_per_s'] / peak32:.0f}% vs {100 * s['flops_per_s'] / peak32:.0f}%",
                      f"{e['peak_rss_mib']:.0f} vs {s['peak_rss_mib']:.0f}"])
     res["encode"]["embtune"] = best["embtune"]
-    if not args.skip_bf16 and (native_bf16 or args.force_bf16):
-        e = spawn("train", "embtune", "unsup", str(args.bf16_steps), "bf16")
-        rows.append([f"train unsup bf16, {args.bf16_steps} steps (examples/s)", e["examples_per_s"], "–",
-                     f"{e['examples_per_s'] / res['train-unsup']['embtune']['examples_per_s']:.2f}x of embtune fp32",
-                     "–", f"{100 * e['flops_per_s'] / peak16:.0f}% of bf16 peak", f"{e['peak_rss_mib']:.0f}"])
-        e = spawn("encode", "embtune", "bf16", "1000")
-        rows.append(["encode bf16, first 1,000 sentences (sentences/s)", e["sentences_per_s"], "–",
-                     f"{e['sentences_per_s'] / res['encode']['embtune']['sentences_per_s']:.2f}x of embtune fp32",
-                     "–", f"{100 * e['flops_per_s'] / peak16:.0f}% of bf16 peak", f"{e['peak_rss_mib']:.0f}"])
+    if not args.skip_bf16:  # run everywhere; marked where the CPU has no bf16 instructions
+        mark = "" if native_bf16 else " (not native: emulated)"
+        steps = args.steps if native_bf16 else args.bf16_steps
+        e = spawn("train", "embtune", "unsup", str(steps), "bf16")
+        s = spawn("train", "st", "unsup", str(steps), "bf16")
+        res["train-unsup-bf16"] = {"embtune": e, "st": s}
+        e32 = res["train-unsup"]["embtune"]
+        rows.append([f"train unsup bf16{mark}, {steps} steps (examples/s)", e["examples_per_s"], s["examples_per_s"],
+                     f"{e['examples_per_s'] / s['examples_per_s']:.2f}x; {e['examples_per_s'] / e32['examples_per_s']:.2f}x "
+                     f"embtune fp32; {e['examples_per_s'] / res['train-unsup']['st']['examples_per_s']:.2f}x ST fp32",
+                     f"STS-B dev {e['stsb_dev']:.2f} vs {s['stsb_dev']:.2f} (fp32 run: {e32['stsb_dev']:.2f})",
+                     f"{100 * e['flops_per_s'] / peak16:.0f}% vs {100 * s['flops_per_s'] / peak16:.0f}% of bf16 peak",
+                     f"{e['peak_rss_mib']:.0f} vs {s['peak_rss_mib']:.0f}"])
+        n = "all" if native_bf16 else str(args.bf16_sentences)
+        bruns: dict[str, list[dict]] = {"embtune": [], "st": []}
+        for _ in range(args.encode_repeats if native_bf16 else 1):
+            for tool in bruns:
+                bruns[tool].append(spawn("encode", tool, "bf16", n))
+        e, s = (max(r, key=lambda x: x["sentences_per_s"]) for r in bruns.values())
+        res["encode-bf16"] = {"embtune": e, "st": s, "all_runs": bruns}
+        e32 = res["encode"]["embtune"]
+        quality = f"7-task avg {e['avg7']:.2f} vs {s['avg7']:.2f} (fp32: {e32['avg7']:.2f})" if n == "all" else "–"
+        rows.append([f"encode bf16{mark}, {'all' if n == 'all' else 'first ' + n} sentences (sentences/s)",
+                     e["sentences_per_s"], s["sentences_per_s"],
+                     f"{e['sentences_per_s'] / s['sentences_per_s']:.2f}x; {e['sentences_per_s'] / e32['sentences_per_s']:.2f}x "
+                     "embtune fp32", quality,
+                     f"{100 * e['flops_per_s'] / peak16:.0f}% vs {100 * s['flops_per_s'] / peak16:.0f}% of bf16 peak",
+                     f"{e['peak_rss_mib']:.0f} vs {s['peak_rss_mib']:.0f}"])
     table = md_table(["measurement", "embtune", "sentence-transformers", "ratio", "quality", "of fp32 peak",
                       "peak RSS MiB"], rows)
     st_version = __import__("sentence_transformers").__version__
     text = (f"# Performance: embtune vs sentence-transformers\n\nCommand: `python -m bench.performance --steps {args.steps}` "
             f"(total {time.perf_counter() - t0:.0f} s)\n\nMachine: {machine()}; sentence-transformers {st_version}.\n"
             f"torch matmul peak (best of 1024² and 2048², 3 repeats, this run): fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.1f} GFLOP/s; "
-            f"native bf16 on this CPU: {'yes' if native_bf16 else 'no (' + torch.backends.cpu.get_cpu_capability() + ')'}.\n\n"
+            f"native bf16 on this CPU: {'yes' if native_bf16 else 'no'} ({support.detail}).\n\n"
             f"Training: {args.steps} steps of batch 64, max length 32, lr 3e-5, both tools on the same batches. "
             "Encoding: the 26,083 distinct sentences of the 7 STS test sets (SentEval text), batch 64, "
             f"{args.encode_repeats} runs per tool alternating, the best of each reported (sentence-transformers' "
@@ -265,10 +303,11 @@ def main() -> None:
             "The ONNX export (once, then cached) took "
             f"{best['embtune-onnx']['export_s']:.0f} s in its best run's process and is not in its time. "
             "FLOP/s = useful transformer FLOPs on real (unpadded) tokens / wall time.\n\n" + table + "\n")
-    if not native_bf16 and not args.force_bf16:
-        text += (f"\nbf16 rows skipped: this CPU has no native bf16 ({torch.backends.cpu.get_cpu_capability()}); torch's "
-                 f"bf16 matmul reaches {peak16 / 1e9:.1f} GFLOP/s against {peak32 / 1e9:.0f} in fp32, so bf16 autocast "
-                 "would be far slower than fp32 here (`--force-bf16` measures it anyway).\n")
+    text += ("\nbf16: embtune runs the transformer as a bf16 copy of the model (weights cast once; pooling in fp32) "
+             "for encoding, autocast with fp32 master weights for training; sentence-transformers encodes with the model "
+             "cast to bf16 and trains under autocast.\n")
+    if GPU_MARK in old_text:  # keep the GPU section of an earlier device run
+        text += "\n" + old_text[old_text.index(GPU_MARK):]
     print(text)
     Path(args.write).write_text(text, encoding="utf-8")
     Path(args.write).with_suffix(".json").write_text(json.dumps(res, indent=1), encoding="utf-8")

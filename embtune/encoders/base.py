@@ -126,15 +126,20 @@ class Encoder(nn.Module):
         out = torch.empty((len(unique), self.embedding_dim), dtype=torch.float32, device=device)
         try:
             packed = self.packed_ids(ids)
+            # every batch's indices in one transfer; a batch is a slice of it
+            order = to_device(torch.from_numpy(np.concatenate(batches)), device)
+            start = 0
             for idx in tqdm(batches, disable=not show_progress, desc="encode"):
+                dev_idx = order[start:start + len(idx)]
+                start += len(idx)
                 if packed is not None:
-                    feats = packed.batch(idx)
+                    feats = packed.batch(idx, dev_idx)
                 else:
                     feats = {k: to_device(v, device) for k, v in self.collate([ids[i] for i in idx]).items()}
                 emb = self.inference_forward(feats, precision).float()
                 if normalize:
                     emb = torch.nn.functional.normalize(emb, dim=-1)
-                out[to_device(torch.from_numpy(idx), device)] = emb
+                out[dev_idx] = emb
         finally:
             self.train(was_training)
         if len(unique) < len(texts):
