@@ -68,7 +68,8 @@ def test_ddp_two_processes_equal_one_process_with_the_global_batch(tiny_bert, tm
     # A large Adam epsilon makes the first update ≈ lr·gradient (plain Adam's first step is lr·sign(g),
     # which would turn float noise in near-zero gradients into full-size differences).
     base = dict(model=str(tiny_bert), objective=objective, train_file=str(u if objective == "unsup-simcse" else s),
-                max_steps=1, lr=1.0, adam_epsilon=1.0, seed=3, dropout=False, max_seq_length=16)
+                max_steps=1, lr=1.0, adam_epsilon=1.0, seed=3, dropout=False, max_seq_length=16,
+                precision="fp32")  # explicit: the spawned processes do not see the tests' precision patch
     torch.set_num_threads(1)
     single = train(make_config(**base, batch_size=8, output=str(tmp_path / "one")), progress=False)
     initial = TransformerEncoder.load(tiny_bert)  # untrained weights, to see the update is real
@@ -152,7 +153,7 @@ def run_cli(args, sleep_per_step=None, wait=True):
 
 def test_resume_after_sigkill_gives_identical_weights(tiny_bert, tmp_path):
     u, _ = write_files(tmp_path)
-    common = ["--model", str(tiny_bert), "--train-file", str(u), "--batch-size", "4", "--max-steps", "12",
+    common = ["--model", str(tiny_bert), "--precision", "fp32", "--train-file", str(u), "--batch-size", "4", "--max-steps", "12",
               "--lr", "1e-3", "--seed", "11", "--save-steps", "3", "--save-total-limit", "2"]
     rc, out = run_cli([*common, "--output", str(tmp_path / "straight")])
     assert rc == 0, out
