@@ -1,7 +1,8 @@
 """Auxiliary masked-language-modelling loss (SimCSE appendix: λ = 0.1, 15% masking).
 
-Added to any objective with ``--mlm-weight λ``: loss = objective + λ·MLM, the MLM computed on the
-batch's sentences with BERT's 80/10/10 masking, through the encoder's own backbone and the
+Added to any objective with ``--mlm-weight λ``: loss = objective + λ·MLM, the MLM computed on
+every sentence the encoder embeds in the step (all views, as the official code masks every sentence
+of the batch, each copy with its own mask) with BERT's 80/10/10 masking, through the encoder's own backbone and the
 model's pretrained MLM head (a model without one is refused).
 """
 
@@ -64,8 +65,9 @@ class AuxiliaryMLM(nn.Module):
     def forward(self, sentences: list[list[int]]) -> Tensor:
         feats = pad_ids(sentences, self.pad_id)
         ids, labels = self.mask(feats["input_ids"], feats["attention_mask"])
-        if (labels != -100).sum() == 0:
-            return torch.zeros((), device=self.mlm.device)
+        if (labels != -100).sum() == 0:  # no token chosen (short sentences, a small batch): a zero that
+            # keeps the graph, so ``backward()`` works and adds nothing
+            return next(p for p in self.mlm.parameters() if p.requires_grad).sum() * 0.0
         dev = self.mlm.device
         out = self.mlm(input_ids=ids.to(dev), attention_mask=feats["attention_mask"].to(dev), labels=labels.to(dev))
         return self.weight * out.loss

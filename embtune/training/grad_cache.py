@@ -16,9 +16,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-#: set to False only to show (in tests) that the RNG restore is what makes the result exact
-RESTORE_RNG = True
-
 
 def _rng_state(device: torch.device):
     cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
@@ -39,11 +36,13 @@ def grad_cache_step(
     loss_from_flat: Callable[[Tensor], Tensor],
     device: torch.device,
     scale: Callable[[Tensor], Tensor] = lambda x: x,
+    restore_rng: bool = True,
 ) -> Tensor:
     """Run forward and backward for ``flat`` sequences in chunks; returns the (detached) loss.
 
     ``embed`` maps token-id lists to embeddings; ``loss_from_flat`` maps the (n, d) embeddings of
     all sequences to the loss; ``scale`` (a gradient scaler's) is applied before backward.
+    ``restore_rng=False`` re-embeds with fresh dropout masks (wrong gradients: a control for tests).
     """
     states, pieces = [], []
     with torch.no_grad():
@@ -56,7 +55,7 @@ def grad_cache_step(
     grads = cached.grad
     end_state = _rng_state(device)
     for i, start in enumerate(range(0, len(flat), chunk)):
-        if RESTORE_RNG:
+        if restore_rng:
             _set_rng_state(states[i], device)
         emb = embed(flat[start:start + chunk]).float()
         emb.backward(grads[start:start + emb.shape[0]])

@@ -221,15 +221,12 @@ StepCallback = Callable[["Trainer"], None]
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, progress: bool = True, resume: bool = False, overwrite: bool = False,
-                 callbacks: list[StepCallback] | None = None):
+                 callbacks: list[StepCallback] | None = None, dist: DistContext | None = None):
         cfg.validate()
         self.cfg, self.progress, self.resume = cfg, progress, resume
         self.callbacks = list(callbacks or [])
-        self.device = resolve_device(cfg.device)
-        self.dist = DistContext.from_env(self.device.type)
-        if self.dist.enabled and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.dist.local_rank)
-            torch.cuda.set_device(self.device)
+        self.dist = dist or DistContext.from_env(resolve_device(cfg.device))  # ``dist``: a seam for tests
+        self.device = self.dist.device
         # auto -> bf16 where native, else fp32; a non-native precision stops unless allowed. The resolved
         # value is what train_config.json records.
         cfg = self.cfg = dataclasses.replace(
@@ -319,7 +316,8 @@ class Trainer:
 
     def batches(self, epoch: int) -> list[list[int]]:
         if self._batch_cache is None or self._batch_cache[0] != epoch:
-            self._batch_cache = (epoch, self.objective.make_batches(self.data, self.global_batch, self.cfg.seed, epoch))
+            self._batch_cache = (epoch, self.dist.drop_short_batches(
+                self.objective.make_batches(self.data, self.global_batch, self.cfg.seed, epoch)))
         return self._batch_cache[1]
 
     def loss_and_backward(self, batch: Batch) -> float:
@@ -348,14 +346,16 @@ class Trainer:
             emb = embed_views(self.encoder, views, self.device, cfg.precision)
             loss = loss_from(emb.view(n_views * n, -1))
             scale(loss).backward()
-        if self.mlm is not None:
+        # the global loss: the gathered objective's loss is the same on every process; a per-process
+        # part (an objective without in-batch interaction, the MLM) is this process's share of a sum
+        value, part = (float(loss.item()), 0.0) if self.objective.needs_global_batch else (0.0, float(loss.item()))
+        if self.mlm is not None:  # every sentence fed to the encoder, as the official code masks them all
             with autocast(self.device, cfg.precision):
-                mlm_loss = self.mlm(batch.column(0)) / world
+                mlm_loss = self.mlm([seq for view in views for seq in view]) / world
             scale(mlm_loss).backward()
-            loss = loss.detach() + mlm_loss.detach()
-        value = float(loss.item())
+            part += float(mlm_loss.item())
         if not self.objective.needs_global_batch or self.mlm is not None:
-            value = self.dist.all_reduce_mean(value) * world
+            value += self.dist.all_reduce_mean(part) * world
         return value
 
     def optimizer_step(self) -> None:
@@ -487,11 +487,12 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, progress: bool = True, resume: bool = False, overwrite: bool = False,
-          callbacks: list[StepCallback] | None = None) -> dict:
+          callbacks: list[StepCallback] | None = None, dist: DistContext | None = None) -> dict:
     """Train ``cfg.model`` with ``cfg.objective`` on ``cfg.train_file``; returns the metrics.
 
-    A new run needs an empty (or absent) ``cfg.output``; ``overwrite`` clears it first."""
-    trainer = Trainer(cfg, progress=progress, resume=resume, overwrite=overwrite, callbacks=callbacks)
+    A new run needs an empty (or absent) ``cfg.output``; ``overwrite`` clears it first. ``dist``: the
+    process group (default: the one ``torchrun`` describes)."""
+    trainer = Trainer(cfg, progress=progress, resume=resume, overwrite=overwrite, callbacks=callbacks, dist=dist)
     try:
         return trainer.run()
     finally:

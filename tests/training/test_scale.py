@@ -36,11 +36,10 @@ def free_port() -> int:
 def _ddp_worker(rank: int, world: int, port: int, cfg: dict, gather: bool) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
-    import embtune.training.distributed as d
+    from embtune.training.distributed import DistContext
 
-    d.GATHER = gather
     torch.set_num_threads(1)
-    train(make_config(**cfg), progress=False)
+    train(make_config(**cfg), progress=False, dist=DistContext.from_env(torch.device("cpu"), gather_embeddings=gather))
 
 
 def write_files(tmp_path):
@@ -118,11 +117,7 @@ def test_grad_cache_matches_the_full_batch_with_dropout_on(tiny_bert, objective_
     # without restoring the RNG the second pass draws new dropout masks: wrong gradients
     enc.zero_grad()
     torch.manual_seed(0)
-    grad_cache.RESTORE_RNG = False
-    try:
-        grad_cache.grad_cache_step(enc.embed_ids, flat, 2, loss_fn, torch.device("cpu"))
-    finally:
-        grad_cache.RESTORE_RNG = True
+    grad_cache.grad_cache_step(enc.embed_ids, flat, 2, loss_fn, torch.device("cpu"), restore_rng=False)
     assert max(float((grads()[k] - ref_grads[k]).abs().max()) for k in ref_grads) > 1e-4
 
 
