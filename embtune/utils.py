@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -48,6 +49,17 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     tmp.replace(path)
+
+
+def weights_digest(module: torch.nn.Module, salt: str = "") -> str:
+    """A sha256 of ``salt`` and every tensor of ``module``'s state dict (names, dtypes, shapes, bytes):
+    the key of caches that must change whenever the weights do (ONNX exports, teacher embeddings)."""
+    h = hashlib.sha256(salt.encode())
+    for name, t in module.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"|{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def resolve_device(device: str | None) -> torch.device:

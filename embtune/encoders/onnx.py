@@ -17,7 +17,6 @@ fuses it; the scaled-dot-product path of transformers exports to a graph it does
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import warnings
 from pathlib import Path
@@ -30,6 +29,7 @@ from embtune.encoders.base import Encoder
 from embtune.encoders.pooling import HIDDEN_STATE_POOLERS
 from embtune.encoders.transformer import TransformerEncoder
 from embtune.errors import EmbtuneError
+from embtune.utils import weights_digest
 
 logger = logging.getLogger(__name__)
 ONNX_DIR = "onnx"
@@ -121,11 +121,8 @@ def _cached_export(encoder: TransformerEncoder) -> Path:
     weights (so a model changed in memory never reuses a stale export), its pooler and the exporter."""
     from embtune.data.registry import cache_dir
 
-    h = hashlib.sha256(f"{encoder.pooler}|{torch.__version__}|{OPSET}".encode())
-    for name, t in encoder.backbone.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    folder = cache_dir() / "onnx" / h.hexdigest()[:24]
+    digest = weights_digest(encoder.backbone, f"{encoder.pooler}|{torch.__version__}|{OPSET}")
+    folder = cache_dir() / "onnx" / digest[:24]
     return shipped_export(folder) or export_onnx(encoder, folder)
 
 

@@ -15,8 +15,9 @@ a row is distilled, and the relational losses compare all the sentences of the b
 sentences of one row (a premise and its hypotheses) give the fine-grained pairs STS is about.
 
 Teacher embeddings are computed once per distinct training sentence, before training, and cached
-on disk (``$EMBTUNE_CACHE/teacher/``) keyed by teacher and sentences, so epochs and later runs
-never run the teacher again. Under several processes each process distils its own slice.
+on disk (``$EMBTUNE_CACHE/teacher/``) keyed by the teacher's content (every weight, its pooling
+and length settings: a teacher retrained in place is run again) and the sentences, so epochs and
+later runs never run the same teacher again. Under several processes each process distils its own slice.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from embtune.data.registry import cache_dir
 from embtune.errors import EmbtuneError
 from embtune.objectives.base import Batch, Objective, TemperatureOptions, check_temperature
 from embtune.options import option
+from embtune.utils import weights_digest
 
 logger = logging.getLogger(__name__)
 LOSSES = ("mse", "relational", "similarity")
@@ -49,20 +51,24 @@ class TeacherCache:
         self.root = root or cache_dir() / "teacher"
         self.forwards = 0  # sentences the teacher actually encoded (for tests and logs)
 
-    def key(self, texts: list[str]) -> str:
-        h = hashlib.sha256(str(Path(self.teacher).resolve() if Path(self.teacher).exists() else self.teacher).encode())
+    @staticmethod
+    def key(teacher: nn.Module, texts: list[str]) -> str:
+        """The teacher's weights and settings (not its path), and the sentences."""
+        settings = "|".join(f"{a}={getattr(teacher, a, None)}" for a in
+                            ("pooler", "max_seq_length", "normalize", "mlp_only_train", "do_lower_case"))
+        h = hashlib.sha256(weights_digest(teacher, f"{type(teacher).__name__}|{settings}").encode())
         for t in texts:
             h.update(b"\0" + t.encode("utf-8"))
         return h.hexdigest()[:32]
 
     def embeddings(self, texts: list[str], batch_size: int = 128) -> Tensor:
-        path = self.root / f"{self.key(texts)}.safetensors"
-        if path.is_file():
-            logger.info("teacher embeddings from the cache %s", path)
-            return load_file(str(path))["embeddings"]
         from embtune.encoders import load_encoder
 
         teacher = load_encoder(self.teacher)
+        path = self.root / f"{self.key(teacher, texts)}.safetensors"
+        if path.is_file():
+            logger.info("teacher embeddings from the cache %s", path)
+            return load_file(str(path))["embeddings"]
         logger.info("encoding %d distinct sentences with the teacher %s", len(texts), self.teacher)
         emb = torch.from_numpy(teacher.encode(texts, batch_size=batch_size))
         self.forwards += len(texts)

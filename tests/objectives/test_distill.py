@@ -123,4 +123,8 @@ def test_distill_bad_inputs(tmp_path):
         Distill(None)
     with pytest.raises(EmbtuneError, match="distill loss"):
         Distill("x", loss="cosine")
-    assert TeacherCache("a").key(["x"]) != TeacherCache("b").key(["x"])
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    assert TeacherCache.key(a, ["x"]) != TeacherCache.key(a, ["y"])  # other sentences
+    assert TeacherCache.key(a, ["x"]) != TeacherCache.key(b, ["x"])  # other weights
+    b.load_state_dict(a.state_dict())
+    assert TeacherCache.key(a, ["x"]) == TeacherCache.key(b, ["x"])
