@@ -60,11 +60,48 @@ def write_results(out_dir: str | Path, results: dict, name: str) -> None:
 
 
 def read_results(run_dir: str | Path) -> dict:
+    """A results.json (or the one in a folder), checked: an unreadable file is an error naming it."""
     p = Path(run_dir)
+    if not p.exists():
+        raise EmbtuneError(f"{p}: does not exist; expected an eval output folder or its results.json")
     p = p / "results.json" if p.is_dir() else p
     if not p.is_file():
         raise EmbtuneError(f"{p}: no results.json (run `embtune eval MODEL --output DIR` first)")
-    return json.loads(p.read_text(encoding="utf-8"))
+    try:
+        results = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EmbtuneError(f"{p}: not valid JSON ({e}); expected the results.json written by `embtune eval`") from e
+    except OSError as e:
+        raise EmbtuneError(f"{p}: cannot be read ({e.strerror})") from e
+    if not isinstance(results, dict) or not isinstance(results.get("tasks", {}), dict):
+        raise EmbtuneError(f"{p}: expected an object with 'tasks' (task -> {{'spearman': number}}), "
+                           "as written by `embtune eval`")
+    results.setdefault("tasks", {})
+    for task, r in results["tasks"].items():
+        v = r.get("spearman") if isinstance(r, dict) else None
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise EmbtuneError(f"{p}: task {task!r} has no numeric 'spearman' (got {v!r})")
+    return results
+
+
+def delta_row(first: dict, last: dict) -> tuple[dict, str | None]:
+    """``last`` minus ``first`` on the tasks both have; the average is taken over those tasks only
+    (not the difference of two averages over different task sets). Returns the row and a note
+    naming the tasks left out, when any."""
+    common = [t for t in columns_of([first, last]) if t in first["tasks"] and t in last["tasks"]]
+    if not common:
+        raise EmbtuneError("--delta: the first and the last run have no task in common "
+                           f"({', '.join(first['tasks']) or 'none'} vs {', '.join(last['tasks']) or 'none'})")
+    diff = {t: last["tasks"][t]["spearman"] - first["tasks"][t]["spearman"] for t in common}
+    row = {"tasks": {t: {"spearman": f"{v:+.2f}"} for t, v in diff.items()},
+           "avg": f"{float(np.mean(list(diff.values()))):+.2f}"}
+    only_first = [t for t in first["tasks"] if t not in last["tasks"]]
+    only_last = [t for t in last["tasks"] if t not in first["tasks"]]
+    if not only_first and not only_last:
+        return row, None
+    left = "; ".join(f"only in the {which} run: {', '.join(ts)}" for which, ts in
+                     (("first", only_first), ("last", only_last)) if ts)
+    return row, f"change: averaged over the {len(common)} tasks both runs have ({left})."
 
 
 def mean_std_row(rows: list[dict]) -> dict:
@@ -83,14 +120,9 @@ def report_table(run_dirs: list[str], delta: bool = False) -> str:
     rows = [(str(d), read_results(d)) for d in run_dirs]
     if len(rows) >= 2 and not delta:
         rows.append((f"mean ± std ({len(rows)} runs)", mean_std_row([r for _, r in rows])))
+    note = None
     if delta and len(rows) >= 2:
-        first, last = rows[0][1], rows[-1][1]
-        d = {"tasks": {t: {"spearman": last["tasks"][t]["spearman"] - first["tasks"][t]["spearman"]}
-                       for t in last["tasks"] if t in first["tasks"]},
-             "avg": last["avg"] - first["avg"]}
-        for t in d["tasks"]:
-            d["tasks"][t]["spearman"] = f"{d['tasks'][t]['spearman']:+.2f}"
-        d["avg"] = f"{d['avg']:+.2f}"
-        rows.append(("change", d))
-    return markdown_table(rows)
-
+        row, note = delta_row(rows[0][1], rows[-1][1])
+        rows.append(("change", row))
+    table = markdown_table(rows)
+    return f"{table}\n\n{note}" if note else table
