@@ -15,7 +15,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 
-def load(name_or_path: str, device: str | None = None, backend: str = "torch"):
+def load(name_or_path: str, device: str | None = None, backend: str = "torch", allow_pickle: bool = False):
     """Load a sentence-embedding model: a built-in name (``minilm-l6``), a local folder or a Hugging Face id.
 
     >>> model = embtune.load("minilm-l6")
@@ -24,7 +24,7 @@ def load(name_or_path: str, device: str | None = None, backend: str = "torch"):
     """
     from embtune.encoders import load_encoder
 
-    return load_encoder(name_or_path, device=device, backend=backend)
+    return load_encoder(name_or_path, device=device, backend=backend, allow_pickle=allow_pickle)
 
 
 __all__ = ["load", "__version__"]

@@ -13,6 +13,9 @@ from pathlib import Path
 from embtune.errors import EmbtuneError
 
 
+PICKLE_HELP = "load pickle-based weights (pytorch_model.bin) when a model has no safetensors: they can run code"
+
+
 def _add_train(sub) -> None:
     from embtune.config import GENERIC_OPTIONS, all_objective_options, objective_option_owners
     from embtune.objectives import OBJECTIVES
@@ -40,7 +43,8 @@ def _add_train(sub) -> None:
 
 #: options that may differ from the saved config when a run is resumed (they do not change what the
 #: steps already taken computed)
-RESUMABLE = ("max_steps", "log_every", "save_steps", "save_total_limit", "device", "trust_remote_code")
+RESUMABLE = ("max_steps", "log_every", "save_steps", "save_total_limit", "device", "trust_remote_code",
+             "allow_pickle_weights")
 
 
 def _add_precision(p) -> None:
@@ -66,6 +70,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--pooler", default=None, help="override the model's pooler")
     p.add_argument("--device", default=None)
+    p.add_argument("--allow-pickle-weights", action="store_true", help=PICKLE_HELP)
     _add_precision(p)
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                    help="onnx: run the transformer in ONNX Runtime (CPU, fp32; exported on first use)")
@@ -79,6 +84,7 @@ def _add_encode(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--normalize", action="store_true")
     p.add_argument("--device", default=None)
+    p.add_argument("--allow-pickle-weights", action="store_true", help=PICKLE_HELP)
     _add_precision(p)
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                    help="onnx: run the transformer in ONNX Runtime (CPU, fp32; exported on first use)")
@@ -136,6 +142,7 @@ def resume_config(run_dir: Path, given: dict):
     values = {**saved_cfg, **{k: v for k, v in given.items() if k in RESUMABLE}}
     values["output"] = str(run_dir)
     values["trust_remote_code"] = bool(given.get("trust_remote_code", False))
+    values["allow_pickle_weights"] = bool(given.get("allow_pickle_weights", False))  # likewise, never from the folder
     return make_config(**values)
 
 
@@ -195,7 +202,7 @@ def _train_and_eval(cfg, final_eval: str | None, progress: bool, resume: bool = 
     print(f"saved {cfg.output}: {metrics['steps']} steps, {metrics['seconds_per_step']:.3f} s/step, "
           f"loss {metrics['loss_first']:.4g} -> {metrics['loss_last']:.4g}")
     if tasks:
-        enc = load_encoder(cfg.output, device=cfg.device)
+        enc = load_encoder(cfg.output, device=cfg.device, allow_pickle=cfg.allow_pickle_weights)
         enc.allow_slow_precision = cfg.allow_slow_precision
         res = run_evaluation(enc, tasks, precision=cfg.precision)
         res["model"] = cfg.output
@@ -227,7 +234,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     tasks = parse_tasks(args.tasks)
     _check_backend(args)
-    enc = load_encoder(args.model, device=args.device, pooler=args.pooler, backend=args.backend)
+    enc = load_encoder(args.model, device=args.device, pooler=args.pooler, backend=args.backend,
+                       allow_pickle=args.allow_pickle_weights)
     args.precision = _resolve_precision(args, enc)
     res = run_evaluation(enc, tasks, text=args.text, mode=args.sts_mode, split=args.split, batch_size=args.batch_size,
                          precision=args.precision, show_progress=sys.stderr.isatty())
@@ -250,7 +258,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if not lines:
         raise EmbtuneError(f"{args.input}: no sentences")
     _check_backend(args)
-    enc = load_encoder(args.model, device=args.device, backend=args.backend)
+    enc = load_encoder(args.model, device=args.device, backend=args.backend, allow_pickle=args.allow_pickle_weights)
     args.precision = _resolve_precision(args, enc)
     emb = enc.encode(lines, batch_size=args.batch_size, normalize=args.normalize, precision=args.precision)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)

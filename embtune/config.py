@@ -68,6 +68,8 @@ class TrainConfig:
     allow_slow_precision: bool = option(False, "run a precision the device has no native support for "
                                                "(emulated, usually far slower)")
     trust_remote_code: bool = option(False, "run code shipped with the model (only when given on this command line)")
+    allow_pickle_weights: bool = option(False, "load pickle-based weights (pytorch_model.bin) of a model without "
+                                               "safetensors: they can run code (only when given on this command line)")
     log_every: int = option(10, "log a line every N steps (with --no-progress)", check=at_least(1))
     # scale and reliability
     mini_batch_size: int | None = option(None, "gradient caching: embed in chunks of this many sequences", check=at_least(1))

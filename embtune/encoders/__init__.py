@@ -28,6 +28,8 @@ def load_encoder(
     default_mlp_only_train: bool = False,
     word_encoder: str | None = None,
     backend: str = "torch",
+    allow_pickle: bool = False,
+    mlp_init: str = "pretrained",
     **wordvec_options,
 ) -> Encoder:
     """Load an encoder.
@@ -36,6 +38,9 @@ def load_encoder(
     ``word_encoder`` mean or textcnn, mean by default), a folder saved by embtune or
     sentence-transformers, a plain Hugging Face folder, or a Hugging Face id.
     ``backend="onnx"`` runs a transformer in ONNX Runtime (inference only; exported on first use).
+    Weights load from safetensors files only, unless ``allow_pickle`` (pickle can run code).
+    ``pooler="cls"`` on a model without SimCSE's MLP uses the model's pretrained pooler
+    (``mlp_init="pretrained"``, evaluation) or a new MLP (``mlp_init="new"``, training).
     """
     if backend not in BACKENDS:
         raise EmbtuneError(f"unknown backend {backend!r}; expected one of: {', '.join(BACKENDS)}")
@@ -58,7 +63,8 @@ def load_encoder(
             return WordVectorEncoder.load(folder).eval().to(dev)
     enc = TransformerEncoder.load(folder, pooler=pooler, mlp_only_train=mlp_only_train,
                                   trust_remote_code=trust_remote_code, default_pooler=default_pooler,
-                                  default_mlp_only_train=default_mlp_only_train)
+                                  default_mlp_only_train=default_mlp_only_train, allow_pickle=allow_pickle,
+                                  mlp_init=mlp_init)
     enc.source_path = Path(folder)
     enc.eval()
     if backend == "onnx":

@@ -21,12 +21,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from embtune.encoders.base import Encoder
 from embtune.encoders.batching import PackedIds
 from embtune.encoders.pooling import HIDDEN_STATE_POOLERS, check_pooler, pad_ids, pool
+from embtune.encoders.weights import load_safetensors, use_safetensors
 from embtune.errors import EmbtuneError
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,9 @@ ST_WLP = "sentence_transformers.models.WeightedLayerPooling"
 ST_DENSE = "sentence_transformers.models.Dense"
 ST_NORMALIZE = "sentence_transformers.models.Normalize"
 TANH = "torch.nn.modules.activation.Tanh"
+
+
+MLP_INITS = ("pretrained", "new")
 
 
 class MLP(nn.Module):
@@ -51,6 +55,21 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.activation(self.linear(x))
+
+    @classmethod
+    def from_pretrained_pooler(cls, backbone: nn.Module, missing: list[str], folder: Path) -> "MLP":
+        """The model's own pooler (BERT: ``pooler.dense`` + tanh, its ``pooler_output``), as SimCSE's
+        evaluation of ``cls`` uses it; an error when the checkpoint holds no pooler weights."""
+        dense = getattr(getattr(backbone, "pooler", None), "dense", None)
+        if not isinstance(dense, nn.Linear) or any(k.startswith("pooler.") or ".pooler." in k for k in missing):
+            raise EmbtuneError(f"{folder}: the model has no pretrained pooler (pooler.dense) for --pooler cls; "
+                               "use --pooler cls_before_pooler (the [CLS] vector itself), or train one with an "
+                               "objective that adds SimCSE's MLP")
+        mlp = cls(dense.in_features)
+        with torch.no_grad():
+            mlp.linear.weight.copy_(dense.weight)
+            mlp.linear.bias.copy_(dense.bias)
+        return mlp
 
 
 class TransformerEncoder(Encoder):
@@ -86,45 +105,63 @@ class TransformerEncoder(Encoder):
         trust_remote_code: bool = False,
         default_pooler: str = "mean",
         default_mlp_only_train: bool = False,
+        allow_pickle: bool = False,
+        mlp_init: str = "pretrained",
     ) -> "TransformerEncoder":
         """Load a sentence-transformers folder or a plain Hugging Face model folder.
 
         A sentence-transformers folder keeps its own pooling unless ``pooler`` is given. A plain
-        model gets ``pooler`` or ``default_pooler``. ``pooler="cls"`` adds SimCSE's MLP (new, if the
-        folder has none); ``mlp_only_train`` drops it at evaluation and save time.
+        model gets ``pooler`` or ``default_pooler``. ``pooler="cls"`` on a folder without SimCSE's
+        MLP takes the model's pretrained pooler (``mlp_init="pretrained"``: SimCSE's evaluation of
+        ``cls``, deterministic) or a new MLP (``mlp_init="new"``: SimCSE's training, drawn from the
+        seeded RNG); ``mlp_only_train`` drops it at evaluation and save time. Weights are read from
+        safetensors files only unless ``allow_pickle``.
         """
         folder = Path(folder)
         if pooler is not None:
             check_pooler(pooler)
+        if mlp_init not in MLP_INITS:
+            raise EmbtuneError(f"mlp_init must be one of {', '.join(MLP_INITS)}, got {mlp_init!r}")
+        missing: list[str] = []
         if (folder / "modules.json").is_file():
-            enc = cls._load_st_folder(folder, trust_remote_code)
+            enc, missing = cls._load_st_folder(folder, trust_remote_code, allow_pickle)
             if pooler is not None and pooler != enc.pooler:
                 enc.pooler = pooler
                 enc.mlp = enc.mlp if pooler == "cls" else None
         else:
-            backbone, tok = _load_backbone(folder, trust_remote_code)
+            backbone, tok, missing = _load_backbone(folder, trust_remote_code, allow_pickle)
             enc = cls(backbone, tok, pooler or default_pooler, max_seq_length=_default_max_length(backbone, tok))
-        if enc.pooler == "cls" and enc.mlp is None:  # a new MLP: the objective decides if it is kept
-            enc.mlp = MLP(enc.embedding_dim, getattr(enc.backbone.config, "initializer_range", 0.02))
+        if enc.pooler == "cls" and enc.mlp is None:  # the objective decides if it is kept
+            if mlp_init == "new":
+                enc.mlp = MLP(enc.embedding_dim, getattr(enc.backbone.config, "initializer_range", 0.02))
+            else:
+                enc.mlp = MLP.from_pretrained_pooler(enc.backbone, missing, folder)
             enc.mlp_only_train = default_mlp_only_train
         if mlp_only_train is not None:
             enc.mlp_only_train = mlp_only_train
         return enc
 
     @classmethod
-    def _load_st_folder(cls, folder: Path, trust_remote_code: bool) -> "TransformerEncoder":
+    def _load_st_folder(cls, folder: Path, trust_remote_code: bool,
+                        allow_pickle: bool = False) -> tuple["TransformerEncoder", list[str]]:
         modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
         backbone = tok = None
+        missing: list[str] = []
         pooler, mlp, normalize, wlp = None, None, False, None
         max_len, lower = 512, False
         for m in modules:
             mtype, mdir = m["type"], folder / m.get("path", "")
             short = mtype.rsplit(".", 1)[-1]
             if short == "Transformer":
-                backbone, tok = _load_backbone(mdir, trust_remote_code)
+                backbone, tok, missing = _load_backbone(mdir, trust_remote_code, allow_pickle)
                 cfg_file = mdir / "sentence_bert_config.json"
                 cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
                 max_len = cfg.get("max_seq_length") or _default_max_length(backbone, tok)
+                limit = model_length_limit(backbone, tok)
+                if limit is not None and max_len > limit:
+                    logger.warning("%s: max_seq_length %d is above what the model takes (%d tokens); using %d",
+                                   cfg_file, max_len, limit, limit)
+                    max_len = limit
                 lower = bool(cfg.get("do_lower_case", False))
             elif short == "WeightedLayerPooling":
                 wlp = _read_layer_weights(mdir)
@@ -150,7 +187,7 @@ class TransformerEncoder(Encoder):
         meta = folder / "embtune.json"
         if meta.is_file():
             enc.extra_config = json.loads(meta.read_text(encoding="utf-8"))
-        return enc
+        return enc, missing
 
     def truncate_layers(self, k: int) -> None:
         """Keep only the first ``k`` transformer layers (a smaller student made from a teacher)."""
@@ -168,6 +205,12 @@ class TransformerEncoder(Encoder):
         return int(self.backbone.config.hidden_size)
 
     def tokenize_ids(self, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
+        limit = model_length_limit(self.backbone, self.tokenizer)
+        if max_length is not None and limit is not None and max_length > limit:
+            mp = getattr(self.backbone.config, "max_position_embeddings", None)
+            raise EmbtuneError(f"--max-seq-length {max_length} is too long for this model: it takes at most {limit} "
+                               f"tokens (max_position_embeddings {mp}, tokenizer limit "
+                               f"{_finite(self.tokenizer.model_max_length)}); use --max-seq-length {limit} or less")
         texts = [t.lower() for t in texts] if self.do_lower_case else list(texts)
         return self.tokenizer(
             texts, truncation=True, max_length=max_length or self.max_seq_length, add_special_tokens=True
@@ -285,26 +328,44 @@ class TransformerEncoder(Encoder):
         (path / "embtune.json").write_text(json.dumps(meta, indent=2, default=str))
 
 
-def _load_backbone(folder: Path, trust_remote_code: bool):
+def _load_backbone(folder: Path, trust_remote_code: bool, allow_pickle: bool = False):
+    """(model, tokenizer, the weights the checkpoint lacked) of a Hugging Face folder."""
+    from safetensors import SafetensorError
     from transformers import AutoModel, AutoTokenizer
 
     if not (folder / "config.json").is_file():
         raise EmbtuneError(f"{folder}: no config.json; expected a Hugging Face model folder")
+    safe = use_safetensors(folder, allow_pickle)  # checks the files; refuses pickle unless allowed
     try:
         tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
         try:  # PyTorch's fused scaled-dot-product attention where the architecture has it
-            model = AutoModel.from_pretrained(str(folder), trust_remote_code=trust_remote_code, dtype=torch.float32,
-                                              attn_implementation="sdpa")
+            model, info = AutoModel.from_pretrained(str(folder), trust_remote_code=trust_remote_code, dtype=torch.float32,
+                                                    attn_implementation="sdpa", use_safetensors=safe,
+                                                    output_loading_info=True)
         except (ValueError, ImportError):
-            model = AutoModel.from_pretrained(str(folder), trust_remote_code=trust_remote_code, dtype=torch.float32)
+            model, info = AutoModel.from_pretrained(str(folder), trust_remote_code=trust_remote_code, dtype=torch.float32,
+                                                    use_safetensors=safe, output_loading_info=True)
+    except SafetensorError as e:
+        raise EmbtuneError(f"{folder}: corrupt or truncated weights file ({e}); download or save the model again") from e
     except (OSError, ValueError) as e:
         raise EmbtuneError(f"{folder}: could not load the model or tokenizer ({e})") from e
-    return model, tok
+    return model, tok, list(info.get("missing_keys", []))
+
+
+def _finite(n) -> int | None:
+    return int(n) if n is not None and n < 1_000_000 else None  # tokenizers say 1e30 for "no limit"
+
+
+def model_length_limit(backbone: nn.Module, tok) -> int | None:
+    """The most tokens the model takes: its position embeddings and its tokenizer's limit (None: no limit)."""
+    limits = [x for x in (_finite(getattr(backbone.config, "max_position_embeddings", None)),
+                          _finite(getattr(tok, "model_max_length", None))) if x is not None]
+    return min(limits) if limits else None
 
 
 def _default_max_length(backbone: nn.Module, tok) -> int:
     """The longest input the model takes (plain models: at most 512 tokens, SimCSE's evaluation)."""
-    return int(min(512, tok.model_max_length, getattr(backbone.config, "max_position_embeddings", 512)))
+    return int(min(512, model_length_limit(backbone, tok) or 512))
 
 
 def _read_pooling(cfg_path: Path) -> str:
@@ -327,16 +388,13 @@ def _read_dense(folder: Path) -> MLP:
     if cfg.get("activation_function", TANH) != TANH or cfg["in_features"] != cfg["out_features"]:
         raise EmbtuneError(f"{folder}: only a square Dense layer with tanh (SimCSE's MLP) is supported")
     mlp = MLP(cfg["in_features"])
-    wfile = folder / "model.safetensors"
-    if not wfile.is_file():
-        raise EmbtuneError(f"{folder}: expected model.safetensors with the Dense weights")
-    state = load_file(str(wfile))
+    state = load_safetensors(folder / "model.safetensors")
     mlp.linear.load_state_dict({k.removeprefix("linear."): v for k, v in state.items()})
     return mlp
 
 
 def _read_layer_weights(folder: Path) -> Tensor:
-    return load_file(str(folder / "model.safetensors"))["layer_weights"]
+    return load_safetensors(folder / "model.safetensors")["layer_weights"]
 
 
 def _layer_weights_to_pooler(weights: Tensor, n_layers: int, folder: Path) -> str:

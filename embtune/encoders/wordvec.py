@@ -34,11 +34,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from embtune.encoders.base import Encoder
 from embtune.encoders.pooling import pad_ids
+from embtune.encoders.weights import load_safetensors
 from embtune.errors import EmbtuneError
 
 PAD, UNK = "[PAD]", "[UNK]"
@@ -259,9 +260,4 @@ class WordVectorEncoder(Encoder):
 
 
 def _load_tensors(path: Path) -> dict[str, Tensor]:
-    if not path.is_file():
-        raise EmbtuneError(f"{path}: missing weights file")
-    try:
-        return load_file(str(path))
-    except Exception as e:  # safetensors raises its own error types for corrupt files
-        raise EmbtuneError(f"{path}: corrupt weights file ({e})") from e
+    return load_safetensors(path)

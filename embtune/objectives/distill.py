@@ -46,8 +46,8 @@ LOSSES = ("mse", "relational", "similarity")
 class TeacherCache:
     """Teacher embeddings of a list of sentences, computed once and kept on disk."""
 
-    def __init__(self, teacher: str, root: Path | None = None):
-        self.teacher = teacher
+    def __init__(self, teacher: str, root: Path | None = None, allow_pickle: bool = False):
+        self.teacher, self.allow_pickle = teacher, allow_pickle
         self.root = root or cache_dir() / "teacher"
         self.forwards = 0  # sentences the teacher actually encoded (for tests and logs)
 
@@ -64,7 +64,7 @@ class TeacherCache:
     def embeddings(self, texts: list[str], batch_size: int = 128) -> Tensor:
         from embtune.encoders import load_encoder
 
-        teacher = load_encoder(self.teacher)
+        teacher = load_encoder(self.teacher, allow_pickle=self.allow_pickle)
         path = self.root / f"{self.key(teacher, texts)}.safetensors"
         if path.is_file():
             logger.info("teacher embeddings from the cache %s", path)
@@ -93,7 +93,7 @@ class Distill(Objective):
     default_pooler = "mean"
     needs_global_batch = False  # each process distils its own examples
 
-    def __init__(self, teacher: str | None, loss: str = "mse", temperature: float = 0.05):
+    def __init__(self, teacher: str | None, loss: str = "mse", temperature: float = 0.05, allow_pickle: bool = False):
         super().__init__()
         if not teacher:
             raise EmbtuneError("the distill objective needs --teacher MODEL")
@@ -101,14 +101,14 @@ class Distill(Objective):
             raise EmbtuneError(f"distill loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         self.teacher, self.kind = teacher, loss
         self.temperature = check_temperature(temperature)
-        self.cache = TeacherCache(teacher)
+        self.cache = TeacherCache(teacher, allow_pickle=allow_pickle)
         self.targets: Tensor | None = None
         self.row: dict[str, int] = {}
 
     @classmethod
     def from_config(cls, cfg) -> "Distill":
         o = cfg.objective_options
-        return cls(o.teacher, o.distill_loss, o.temperature)
+        return cls(o.teacher, o.distill_loss, o.temperature, allow_pickle=cfg.allow_pickle_weights)
 
     def setup(self, encoder, data=None) -> None:
         texts = list(dict.fromkeys(t for ex in data.examples for t in ex))

@@ -30,7 +30,10 @@ class AuxiliaryMLM(nn.Module):
         if folder is None or not (Path(folder) / "config.json").is_file():
             raise EmbtuneError("--mlm-weight needs a transformer loaded from a folder with an MLM head")
         try:
-            mlm, info = AutoModelForMaskedLM.from_pretrained(str(folder), output_loading_info=True, dtype=torch.float32)
+            # the folder the encoder came from: safetensors when it has them (pickle only if the encoder was allowed it)
+            safe = True if any(Path(folder).glob("*.safetensors")) else None
+            mlm, info = AutoModelForMaskedLM.from_pretrained(str(folder), output_loading_info=True, dtype=torch.float32,
+                                                             use_safetensors=safe)
         except ValueError as e:
             raise EmbtuneError(f"{folder}: no masked-LM model for this architecture ({e})") from e
         base = mlm.base_model_prefix

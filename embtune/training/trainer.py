@@ -263,7 +263,8 @@ class Trainer:
                                     mlp_only_train=cfg.mlp_only_train, trust_remote_code=cfg.trust_remote_code,
                                     default_pooler=objective_cls.default_pooler,
                                     default_mlp_only_train=objective_cls.default_mlp_only_train,
-                                    word_encoder=cfg.encoder, **wordvec)
+                                    word_encoder=cfg.encoder, allow_pickle=cfg.allow_pickle_weights, mlp_init="new",
+                                    **wordvec)
         if cfg.student_layers:
             if not isinstance(self.encoder, TransformerEncoder):
                 raise EmbtuneError("--student-layers applies to transformer models")

@@ -76,7 +76,7 @@ def test_corrupt_or_missing_vector_files(glove_file, tmp_path):
     enc = WordVectorEncoder.from_vectors(str(glove_file), kind="mean")
     enc.save(tmp_path / "m")
     (tmp_path / "m" / "0_WordEmbeddings" / "model.safetensors").write_bytes(b"not safetensors")
-    with pytest.raises(EmbtuneError, match="corrupt weights file"):
+    with pytest.raises(EmbtuneError, match="corrupt or truncated weights file"):
         load_encoder(str(tmp_path / "m"))
     (tmp_path / "m" / "0_WordEmbeddings" / "model.safetensors").unlink()
     with pytest.raises(EmbtuneError, match="missing weights file"):

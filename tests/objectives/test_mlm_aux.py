@@ -24,7 +24,7 @@ def mlm_folder(tmp_path, tiny_bert):
 
 
 def test_no_token_chosen_gives_a_zero_that_backpropagates(mlm_folder):
-    enc = load_encoder(str(mlm_folder), pooler="cls")
+    enc = load_encoder(str(mlm_folder), pooler="cls", mlp_init="new")
     aux = AuxiliaryMLM(enc, weight=0.1, probability=1e-12)  # practically never chooses a token
     loss = aux(enc.tokenize_ids(SENTENCES[:2]))
     assert float(loss) == 0.0
@@ -34,7 +34,7 @@ def test_no_token_chosen_gives_a_zero_that_backpropagates(mlm_folder):
 
 
 def test_chosen_tokens_give_a_positive_loss(mlm_folder):
-    enc = load_encoder(str(mlm_folder), pooler="cls")
+    enc = load_encoder(str(mlm_folder), pooler="cls", mlp_init="new")
     aux = AuxiliaryMLM(enc, weight=0.1, probability=0.5)
     torch.manual_seed(1)
     loss = aux(enc.tokenize_ids(SENTENCES[:4]))

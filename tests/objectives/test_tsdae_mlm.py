@@ -76,7 +76,7 @@ def test_auxiliary_mlm(tmp_path, unsup_file, tiny_bert):
     mlm_model = BertForMaskedLM(enc0.backbone.config)
     mlm_model.save_pretrained(tmp_path / "mlm")
     enc0.tokenizer.save_pretrained(tmp_path / "mlm")
-    enc = load_encoder(str(tmp_path / "mlm"), pooler="cls")
+    enc = load_encoder(str(tmp_path / "mlm"), pooler="cls", mlp_init="new")  # as training loads it
     aux = AuxiliaryMLM(enc, weight=0.1)
     assert aux.mlm.base_model is enc.backbone
     ids = torch.tensor([enc.tokenize_ids([SENTENCES[4]] * 200)[0]] * 200)
