@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from embtune.errors import EmbtuneError
+
 logger = logging.getLogger("embtune")
 
 
@@ -62,7 +64,28 @@ def weights_digest(module: torch.nn.Module, salt: str = "") -> str:
     return h.hexdigest()
 
 
-def resolve_device(device: str | None) -> torch.device:
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``--device``: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:N or mps —
+    a device this machine does not have is an error here, not a traceback at the first tensor."""
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise EmbtuneError(f"--device {device}: expected {DEVICES}") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EmbtuneError(f"--device {device}: no CUDA GPU is available here (torch {torch.__version__}, "
+                               f"CUDA build {torch.version.cuda or 'none'}); use --device cpu or auto")
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise EmbtuneError(f"--device {device}: this machine has {n} CUDA GPU(s), cuda:0 to cuda:{n - 1}")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise EmbtuneError(f"--device {device}: Apple's MPS backend is not available here; use --device cpu or auto")
+    elif dev.type != "cpu":
+        raise EmbtuneError(f"--device {device}: expected {DEVICES}")
+    return dev

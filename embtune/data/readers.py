@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embtune.data.registry import DATASETS, resolve_dataset
+from embtune.data.registry import DATASETS, resolve_dataset, unknown_source
 from embtune.errors import EmbtuneError, located
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,13 @@ def check_classes(data: TrainData) -> None:
 def _read_bytes(path: Path) -> bytes:
     if not path.exists():
         raise EmbtuneError(f"{path}: file does not exist")
-    raw = path.read_bytes()
+    if path.is_dir():
+        raise EmbtuneError(f"{path}: is a directory; expected a training file (.txt, .csv, .tsv or .jsonl, "
+                           "optionally .gz) or a text file of sentences")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise EmbtuneError(f"{path}: cannot be read ({e.strerror or e}); expected a readable file") from e
     if path.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)
@@ -160,10 +166,13 @@ def _kind(path: Path) -> str:
 
 
 def resolve_train_path(path_or_name: str) -> Path:
+    """An existing file, else a named dataset (see :mod:`embtune.data.registry`), else an error."""
     p = Path(path_or_name)
-    if p.exists() or path_or_name not in DATASETS:
+    if p.exists():
         return p
-    return resolve_dataset(path_or_name)
+    if path_or_name in DATASETS:
+        return resolve_dataset(path_or_name)
+    raise unknown_source(path_or_name)
 
 
 def read_train_file(path_or_name: str | Path) -> TrainData:

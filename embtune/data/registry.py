@@ -82,9 +82,19 @@ def resolve_relpath(relpath: str, url: str | None = None, sha256: str | None = N
     return _download(url, cache_dir() / "data" / relpath, sha256)
 
 
+def unknown_source(name: str) -> EmbtuneError:
+    """The error for a training source that is neither an existing file nor a dataset name."""
+    import difflib
+
+    close = difflib.get_close_matches(name.lower(), list(DATASETS), n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return EmbtuneError(f"no such dataset or file {name!r}{hint}; known names: {', '.join(sorted(DATASETS))} "
+                        "(or the path of a .txt, .csv, .tsv or .jsonl file)")
+
+
 def resolve_dataset(name: str) -> Path:
     if name not in DATASETS:
-        raise EmbtuneError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+        raise unknown_source(name)
     d = DATASETS[name]
     return resolve_relpath(d.relpath, d.url, d.sha256)
 

@@ -87,7 +87,7 @@ def test_gzip_and_unsupported_suffix(tmp_path):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(EmbtuneError, match="does not exist"):
+    with pytest.raises(EmbtuneError, match="no such dataset or file"):
         read_train_file(tmp_path / "nope.txt")
 
 

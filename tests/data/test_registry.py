@@ -54,5 +54,5 @@ def test_download_checksum_and_failure(http_dir, monkeypatch):
 
 
 def test_unknown_dataset():
-    with pytest.raises(EmbtuneError, match="unknown dataset"):
+    with pytest.raises(EmbtuneError, match="no such dataset or file"):
         registry.resolve_dataset("nope")
