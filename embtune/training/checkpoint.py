@@ -104,11 +104,54 @@ def list_checkpoints(root: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+REQUIRED = ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng.pt", "trainer_state.json")
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint at ``path`` cannot be resumed from (a file missing, corrupt or truncated),
+    or None when every file reads. Reads each file completely: a damaged newest checkpoint (a full
+    disk, a copy cut short) must be found before training resumes from it."""
+    from safetensors import SafetensorError
+
+    for name in REQUIRED:
+        if not (path / name).is_file():
+            return f"{name} is missing"
+    for name in ("model.safetensors", "best.safetensors"):
+        if (path / name).is_file():
+            try:
+                load_file(str(path / name))
+            except (SafetensorError, OSError, ValueError) as e:
+                return f"{name} is corrupt or truncated ({e})"
+    for name in ("optimizer.pt", "scheduler.pt", "rng.pt", "scaler.pt"):
+        if (path / name).is_file():
+            try:
+                torch.load(path / name, weights_only=True, map_location="cpu")
+            except Exception as e:  # noqa: BLE001 — torch.load raises many types for a damaged file
+                return f"{name} is corrupt or truncated ({type(e).__name__}: {str(e)[:200]})"
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return f"trainer_state.json is corrupt or truncated ({e})"
+    if not isinstance(state, dict) or "step" not in state:
+        return "trainer_state.json holds no step"
+    return None
+
+
 def last_checkpoint(root: Path) -> Path:
+    """The newest checkpoint whose files all read; a damaged newer one is skipped with a warning."""
     ckpts = list_checkpoints(root)
     if not ckpts:
         raise EmbtuneError(f"{root}: no complete checkpoint to resume from (train with --save-steps N)")
-    return ckpts[-1]
+    skipped: list[str] = []
+    for path in reversed(ckpts):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            if skipped:
+                logger.warning("resuming from %s, the newest usable checkpoint: skipped %s", path.name, "; ".join(skipped))
+            return path
+        skipped.append(f"{path.name} ({problem})")
+        logger.warning("%s is unusable: %s; falling back to the previous checkpoint", path, problem)
+    raise EmbtuneError(f"{root}: no usable checkpoint to resume from: {'; '.join(skipped)}")
 
 
 def load_checkpoint(path: Path, *, module: torch.nn.Module, optimizer, scheduler, scaler) -> tuple[dict, dict | None]:
