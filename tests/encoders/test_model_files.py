@@ -121,3 +121,15 @@ def test_training_with_cls_still_starts_a_new_mlp(tiny_bert):
     saved = load_file(str(tiny_bert / "model.safetensors"))
     assert torch.equal(a.mlp.linear.weight, b.mlp.linear.weight)
     assert not torch.equal(a.mlp.linear.weight, saved["pooler.dense.weight"])
+
+
+def test_a_corrupt_builtin_model_zip_names_the_file(tmp_path, monkeypatch):
+    from embtune.encoders import hub
+
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "model.zip").write_bytes(b"PK\x03\x04 truncated")
+    monkeypatch.setattr(hub, "_package_dir", lambda module: pkg)
+    with pytest.raises(EmbtuneError, match="corrupt or truncated zip") as e:
+        hub.resolve_model_path("minilm-l6")
+    assert str(pkg / "model.zip") in str(e.value)
