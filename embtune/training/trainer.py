@@ -423,10 +423,11 @@ class Trainer:
                 batches = self.batches(self.epoch)
                 while self.pos < len(batches) and self.step < self.total_steps:
                     idx = self.dist.shard(batches[self.pos])
-                    labels = self.data.labels
+                    # labels of the rows the loss sees: the global batch when embeddings are gathered
+                    labels, label_idx = self.data.labels, batches[self.pos] if self.dist.gather_embeddings else idx
                     batch = Batch([self.data.examples[i] for i in idx], [self.examples[i] for i in idx],
                                   self.tokenize, step_rng(cfg.seed, self.step),
-                                  [labels[i] for i in batches[self.pos]] if labels is not None else None)
+                                  [labels[i] for i in label_idx] if labels is not None else None)
                     loss = self.loss_and_backward(batch)
                     if not math.isfinite(loss):
                         raise NonFiniteLossError(
