@@ -139,7 +139,7 @@ def run(args) -> None:
         torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32, for both tools
     peaks = {p: matmul_peak(device, HALF[p]) for p in ("fp32", "bf16")}
     b.results["peaks"] = peaks
-    b.say("matmul peak TFLOP/s:", {p: round(v / 1e12, 1) for p, v in peaks.items()})
+    b.say("matmul peak GFLOP/s:", {p: round(v / 1e9) for p, v in peaks.items()})
     b.save()
     encode_rows(b, folder, sents, peaks)
     b.save()
@@ -396,8 +396,8 @@ def markdown(b: Bench) -> str:
     lines = [f"Device: {r['device']}; torch {torch.__version__}; "
              f"{len(corpus(b.args.sentences))} sentences, {r.get('tokens', {}).get('mean', math.nan):.1f} tokens on "
              f"average; model: random-init BERT (layers {b.args.layers}, hidden {b.args.hidden}) with a WordPiece "
-             f"vocabulary trained on the corpus. Matmul peak measured here: fp32 {pk['fp32'] / 1e12:.1f} TFLOP/s "
-             f"(TF32 off), bf16 {pk['bf16'] / 1e12:.1f} TFLOP/s. Total {r.get('total_s', 0):.0f} s.", "",
+             f"vocabulary trained on the corpus. Matmul peak measured here: fp32 {pk['fp32'] / 1e9:,.0f} GFLOP/s "
+             f"(TF32 off), bf16 {pk['bf16'] / 1e9:,.0f} GFLOP/s. Total {r.get('total_s', 0):.0f} s.", "",
              "| encode | precision | batch | sentences/s | of peak |", "|---|---|---:|---:|---:|"]
     for row in sorted(r.get("encode_best", []), key=lambda x: (x["precision"], x["tool"], x["batch_size"])):
         bs = f"{row['batch_size']}" + (f", ≤{row['token_budget']} tokens" if row["token_budget"] else "")

@@ -203,6 +203,7 @@ def main() -> None:
     ap.add_argument("--role", nargs="*", help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--skip-bf16", action="store_true", help="skip the bf16 rows")
+    ap.add_argument("--encode-sentences", default="all", help="all (default) or the first N sentences (a quick try)")
     ap.add_argument("--bf16-steps", type=int, default=2, help="training steps of the bf16 rows where bf16 is not native")
     ap.add_argument("--bf16-sentences", type=int, default=500, help="sentences of the bf16 encode rows where not native")
     ap.add_argument("--encode-repeats", type=int, default=2, help="encoding runs per tool (best reported)")
@@ -248,7 +249,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"embtune": [], "st": [], "embtune-onnx": []}
     for _ in range(args.encode_repeats):
         for tool in runs:
-            runs[tool].append(spawn("encode", tool, "fp32", "all"))
+            runs[tool].append(spawn("encode", tool, "fp32", args.encode_sentences))
     best = {tool: max(r, key=lambda x: x["sentences_per_s"]) for tool, r in runs.items()}
     res["encode"] = {**best, "all_runs": runs}
     s = best["st"]
@@ -272,7 +273,7 @@ def main() -> None:
                      f"STS-B dev {e['stsb_dev']:.2f} vs {s['stsb_dev']:.2f} (fp32 run: {e32['stsb_dev']:.2f})",
                      f"{100 * e['flops_per_s'] / peak16:.0f}% vs {100 * s['flops_per_s'] / peak16:.0f}% of bf16 peak",
                      f"{e['peak_rss_mib']:.0f} vs {s['peak_rss_mib']:.0f}"])
-        n = "all" if native_bf16 else str(args.bf16_sentences)
+        n = args.encode_sentences if native_bf16 else str(args.bf16_sentences)
         bruns: dict[str, list[dict]] = {"embtune": [], "st": []}
         for _ in range(args.encode_repeats if native_bf16 else 1):
             for tool in bruns:
