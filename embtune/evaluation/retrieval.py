@@ -1,14 +1,18 @@
 """Retrieval evaluation in the BEIR layout with trec_eval's definitions.
 
 Files: ``corpus.jsonl`` ({"_id", "title"?, "text"}), ``queries.jsonl`` ({"_id", "text"}),
-``qrels/<split>.tsv`` (query-id, corpus-id, score; header line). Documents are ranked by cosine
-similarity; ties are broken as trec_eval does (document id, descending).
+``qrels/<split>.tsv`` (query-id, corpus-id, score; an optional header line). Ids must be unique.
+Documents are ranked by cosine similarity with the one top-k engine (:func:`embtune.search.topk`),
+keeping the top 1000 per query as BEIR does; ties are broken as trec_eval does (document id,
+descending).
 
 Per query, then averaged over the queries that have at least one relevant document (queries
 without one are skipped and counted, as trec_eval does):
 - Recall@k = |relevant ∩ top k| / |relevant|
 - MRR@10   = 1 / rank of the first relevant document within the top 10 (0 if none)
-- MAP      = mean over relevant documents d of precision at d's rank (0 for those not ranked)
+- MAP@c    = (sum over relevant documents d ranked within the top c of precision at d's rank) / |relevant|
+             (trec_eval's ``map_cut_c``; ``map@100`` is the figure TSDAE/USEB report)
+- MAP      = ``map@1000``: trec_eval's ``map`` on a run of the top 1000, as BEIR evaluates
 - nDCG@10  = DCG@10 / IDCG@10 with gain = graded relevance, discount log2(rank + 1)
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +30,8 @@ import numpy as np
 
 from embtune.data.readers import read_text_lines
 from embtune.errors import EmbtuneError, located
+from embtune.search.corpus import read_jsonl_ids
+from embtune.search.topk import rank_scores, topk
 
 logger = logging.getLogger(__name__)
 
@@ -37,15 +44,14 @@ class RetrievalTask:
     qrels: dict[str, dict[str, int]]
 
 
+#: documents kept per query, as BEIR does (trec_eval then sees a run of this depth)
+TOP_K = 1000
+
+
 def rank(scores: np.ndarray, doc_ids: Sequence[str]) -> list[str]:
     """Order documents by score descending, ties by document id descending (trec_eval)."""
-    order = sorted(range(len(doc_ids)), key=lambda i: (-float(scores[i]), _Desc(doc_ids[i])))
-    return [doc_ids[i] for i in order]
-
-
-class _Desc(str):
-    def __lt__(self, other: str) -> bool:  # reverse string order for the tie-break
-        return str.__gt__(self, other)
+    idx, _ = rank_scores(np.asarray(scores)[None, :], doc_ids)
+    return [doc_ids[i] for i in idx[0]]
 
 
 def query_metrics(ranking: Sequence[str], rels: Mapping[str, int], ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
@@ -59,12 +65,16 @@ def query_metrics(ranking: Sequence[str], rels: Mapping[str, int], ks: Sequence[
             rr = 1.0 / i
             break
     out["mrr@10"] = rr
-    hits, ap = 0, 0.0
-    for i, d in enumerate(ranking, 1):
+    hits, ap, ap100 = 0, 0.0, 0.0
+    for i, d in enumerate(ranking[:TOP_K], 1):
         if d in relevant:
             hits += 1
             ap += hits / i
-    out["map"] = ap / len(relevant)
+            if i <= 100:
+                ap100 += hits / i
+    out["map@100"] = ap100 / len(relevant)
+    out["map@1000"] = ap / len(relevant)
+    out["map"] = out["map@1000"]
     dcg = sum(rels.get(d, 0) / math.log2(i + 1) for i, d in enumerate(ranking[:10], 1) if rels.get(d, 0) > 0)
     ideal = sorted((r for r in rels.values() if r > 0), reverse=True)[:10]
     idcg = sum(r / math.log2(i + 1) for i, r in enumerate(ideal, 1))
@@ -82,39 +92,26 @@ def evaluate_retrieval(encoder, task: RetrievalTask, batch_size: int = 64, preci
         raise EmbtuneError(f"{task.name}: no query has a relevant document")
     d = encoder.encode([task.corpus[i] for i in doc_ids], batch_size=batch_size, normalize=True, precision=precision)
     q = encoder.encode([task.queries[i] for i in q_ids], batch_size=batch_size, normalize=True, precision=precision)
-    sims = q.astype(np.float64) @ d.astype(np.float64).T
-    per = [query_metrics(rank(sims[i], doc_ids), task.qrels[qid]) for i, qid in enumerate(q_ids)]
+    t0 = time.perf_counter()
+    idx, _ = topk(q.astype(np.float64), d.astype(np.float64), TOP_K, doc_ids=doc_ids)
+    per = [query_metrics([doc_ids[j] for j in idx[i]], task.qrels[qid]) for i, qid in enumerate(q_ids)]
+    logger.info("%s: ranked %d documents for %d queries in %.2f s", task.name, len(doc_ids), len(q_ids),
+                time.perf_counter() - t0)
     metrics = {k: 100 * float(np.mean([p[k] for p in per])) for k in per[0]}
     return {"metrics": metrics, "queries": len(q_ids), "queries_skipped": skipped, "corpus": len(doc_ids)}
 
 
-def _read_jsonl_ids(path: Path, what: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for i, ln in enumerate(read_text_lines(path), 1):
-        if not ln.strip():
-            continue
-        try:
-            obj = json.loads(ln)
-        except json.JSONDecodeError as e:
-            raise located(path, i, f"invalid JSON ({e.msg}); expected one {what} object per line") from e
-        if not isinstance(obj, dict) or "_id" not in obj or not isinstance(obj.get("text"), str):
-            raise located(path, i, f"expected a {what} object with '_id' and 'text'")
-        title = obj.get("title") or ""
-        out[str(obj["_id"])] = f"{title} {obj['text']}".strip() if title else obj["text"]
-    return out
-
-
 def load_beir(folder: str | Path, split: str = "test") -> RetrievalTask:
     folder = Path(folder)
-    corpus = _read_jsonl_ids(folder / "corpus.jsonl", "document")
-    queries = _read_jsonl_ids(folder / "queries.jsonl", "query")
+    corpus = read_jsonl_ids(folder / "corpus.jsonl", "document", id_keys=("_id",))
+    queries = read_jsonl_ids(folder / "queries.jsonl", "query", id_keys=("_id",))
     qpath = folder / "qrels" / f"{split}.tsv"
     qrels: dict[str, dict[str, int]] = {}
     for i, ln in enumerate(read_text_lines(qpath), 1):
         cells = ln.split("\t")
-        if i == 1 and not cells[-1].strip().lstrip("-").isdigit():
-            continue  # header
         if not ln.strip():
+            continue
+        if i == 1 and _is_qrels_header(cells):
             continue
         if len(cells) != 3:
             raise located(qpath, i, f"expected 3 tab-separated columns (query-id, corpus-id, score), found {len(cells)}")
@@ -129,6 +126,14 @@ def load_beir(folder: str | Path, split: str = "test") -> RetrievalTask:
             raise located(qpath, i, f"score {score!r} is not an integer") from e
     queries = {q: t for q, t in queries.items() if q in qrels}  # BEIR evaluates the queries of the split
     return RetrievalTask(folder.name, corpus, queries, qrels)
+
+
+def _is_qrels_header(cells: list[str]) -> bool:
+    """Line 1 is a header only if it reads like one (BEIR writes ``query-id corpus-id score``); any other
+    line 1 is data, so a malformed one is an error rather than a silently dropped query."""
+    words = [c.strip().lower().replace("_", "-") for c in cells]
+    return bool(words) and (words[0] in ("query-id", "qid", "query", "queryid")
+                            or words[-1] in ("score", "relevance", "label", "rel"))
 
 
 def stsb_retrieval_task(threshold: float = 4.0) -> RetrievalTask:

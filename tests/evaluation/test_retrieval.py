@@ -81,3 +81,60 @@ def test_builtin_stsb_retrieval_task():
     assert len(task.queries) > 100
     for qid, rels in task.qrels.items():
         assert len(rels) == 1 and next(iter(rels)) in task.corpus
+
+
+def test_map_cut_at_100_and_1000_by_hand():
+    ranking = [f"x{i}" for i in range(149)] + ["r"] + [f"y{i}" for i in range(1000)] + ["s"]
+    m = query_metrics(ranking, {"r": 1, "s": 1, "t": 1})  # r at rank 150, s at 1151 (past the run), t never
+    assert m["map@100"] == 0.0
+    assert m["map@1000"] == pytest.approx((1 / 150) / 3)
+    assert m["map"] == m["map@1000"]
+    m = query_metrics(["r", "x", "s"], {"r": 1, "s": 1})
+    assert m["map@100"] == m["map@1000"] == pytest.approx((1 + 2 / 3) / 2)
+
+
+def write_beir_raw(root, corpus_lines, query_lines, qrels_text):
+    root.mkdir()
+    (root / "corpus.jsonl").write_text("\n".join(corpus_lines) + "\n", encoding="utf-8")
+    (root / "queries.jsonl").write_text("\n".join(query_lines) + "\n", encoding="utf-8")
+    (root / "qrels").mkdir()
+    (root / "qrels" / "test.tsv").write_text(qrels_text, encoding="utf-8")
+    return root
+
+
+DOCS = [json.dumps({"_id": i, "text": t}) for i, t in [("a", "A"), ("b", "B")]]
+QUERIES = [json.dumps({"_id": q, "text": q.upper()}) for q in ("q1", "q2")]
+
+
+def test_qrels_without_header_keeps_its_first_query(tmp_path):
+    task = load_beir(write_beir_raw(tmp_path / "nohead", DOCS, QUERIES, "q1\ta\t1\nq2\tb\t1\n"))
+    assert task.qrels == {"q1": {"a": 1}, "q2": {"b": 1}}
+
+
+def test_qrels_first_line_with_a_non_integer_score_is_an_error_not_a_header(tmp_path):
+    root = write_beir_raw(tmp_path / "badfirst", DOCS, QUERIES, "q1\ta\t1.0\nq2\tb\t1\n")
+    with pytest.raises(EmbtuneError, match=r"test\.tsv:1: score '1\.0' is not an integer"):
+        load_beir(root)
+    # a real header is still skipped
+    task = load_beir(write_beir_raw(tmp_path / "head", DOCS, QUERIES, "query-id\tcorpus-id\tscore\nq1\ta\t1\n"))
+    assert task.qrels == {"q1": {"a": 1}}
+
+
+def test_duplicate_ids_are_errors_with_file_and_line(tmp_path):
+    dup_doc = DOCS + [json.dumps({"_id": "a", "text": "again"})]
+    with pytest.raises(EmbtuneError, match=r"corpus\.jsonl:3: duplicate document id 'a' \(first on line 1\)"):
+        load_beir(write_beir_raw(tmp_path / "dd", dup_doc, QUERIES, "q1\ta\t1\n"))
+    dup_q = QUERIES + [json.dumps({"_id": "q2", "text": "again"})]
+    with pytest.raises(EmbtuneError, match=r"queries\.jsonl:3: duplicate query id 'q2' \(first on line 2\)"):
+        load_beir(write_beir_raw(tmp_path / "dq", DOCS, dup_q, "q1\ta\t1\n"))
+
+
+def test_rank_equals_the_engine_on_the_builtin_task_scores():
+    g = np.random.default_rng(0)
+    scores = np.round(g.random(200), 2)  # many ties
+    ids = [f"d{i}" for i in range(200)]
+    ranking = rank(scores, ids)
+    assert ranking[0] == ids[int(np.argmax(scores))] or scores[ids.index(ranking[0])] == scores.max()
+    for a, b in zip(ranking, ranking[1:]):
+        sa, sb = scores[ids.index(a)], scores[ids.index(b)]
+        assert sa > sb or (sa == sb and a > b)

@@ -1,0 +1,131 @@
+"""Exact top-k search by inner product, in chunks of queries, with trec_eval's tie-break.
+
+Memory: one chunk of ``chunk_size × corpus`` scores at a time (plus a boolean mask of the same
+shape), and the ``queries × k`` result; never the whole ``queries × corpus`` matrix.
+
+Order within the top k: score descending, then document id descending — the order trec_eval
+imposes on a run (it re-sorts every run by score, then by docno with ``strcmp``; UTF-8 byte order
+equals Python's code-point order). Without ids, ties go to the lower corpus index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from embtune.errors import EmbtuneError
+
+#: scores held at once (elements of the chunk × corpus matrix): 2**25 float32 = 128 MiB
+SCORE_BUDGET = 1 << 25
+
+
+def tie_keys(doc_ids: Sequence[str] | None, n: int) -> np.ndarray:
+    """An int64 key per document; of two equal scores the larger key ranks first.
+
+    With ids: the id's position in ascending string order (so the larger id wins, as in trec_eval).
+    Without: ``n - 1 - index`` (the lower index wins).
+    """
+    if doc_ids is None:
+        return np.arange(n - 1, -1, -1, dtype=np.int64)
+    ids = [str(d) for d in doc_ids]
+    if len(ids) != n:
+        raise EmbtuneError(f"{len(ids)} document ids for {n} document embeddings")
+    if len(set(ids)) != n:
+        dup = next(d for d, c in _counts(ids).items() if c > 1)
+        raise EmbtuneError(f"duplicate document id {dup!r}: ids must be unique to break ties")
+    order = sorted(range(n), key=ids.__getitem__)
+    keys = np.empty(n, dtype=np.int64)
+    keys[order] = np.arange(n, dtype=np.int64)
+    return keys
+
+
+def _counts(ids: list[str]) -> dict[str, int]:
+    c: dict[str, int] = {}
+    for d in ids:
+        c[d] = c.get(d, 0) + 1
+    return c
+
+
+def as_matrix(x, name: str) -> np.ndarray:
+    """A 2-d float32/float64 C-contiguous numpy view of ``x`` (numpy array or torch tensor)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2:
+        raise EmbtuneError(f"{name}: expected a 2-d (rows × dim) array, got shape {x.shape}")
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float32)
+    return np.ascontiguousarray(x)
+
+
+def select_topk(scores: torch.Tensor, k: int, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` columns of each row of ``scores`` [b, n], ordered by (score desc, key desc).
+
+    Vectorised: ``torch.topk`` picks k columns; rows where more columns than k reach the k-th score
+    (a tie across the cut) are completed by key, one row at a time (rare on real embeddings).
+    """
+    b, n = scores.shape
+    vals, idx = torch.topk(scores, k, dim=1, largest=True, sorted=False)
+    kth = vals.min(dim=1, keepdim=True).values
+    reach = (scores >= kth).sum(dim=1)
+    vals_np, idx_np = vals.numpy().copy(), idx.numpy().astype(np.int64, copy=True)
+    for r in np.nonzero(reach.numpy() > k)[0]:  # ties straddle the cut: take the ties with the larger keys
+        row, t = scores[r].numpy(), kth[r, 0].item()
+        above = np.nonzero(row > t)[0]
+        tied = np.nonzero(row == t)[0]
+        tied = tied[np.argsort(-keys[tied], kind="stable")][: k - len(above)]
+        idx_np[r] = np.concatenate([above, tied])
+        vals_np[r] = row[idx_np[r]]
+    order = np.lexsort((-keys[idx_np], -vals_np), axis=-1)  # last key is primary: score desc, then key desc
+    return np.take_along_axis(idx_np, order, 1), np.take_along_axis(vals_np, order, 1)
+
+
+def topk(query_emb, corpus_emb, k: int, doc_ids: Sequence[str] | None = None,
+         chunk_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top ``k`` documents by inner product for every query.
+
+    ``query_emb`` [q, d], ``corpus_emb`` [n, d]: numpy arrays or torch tensors (normalise them first
+    for cosine). Computed in float64 when either input is float64, else float32. ``k`` larger than
+    the corpus is clamped to it. Returns ``(indices int64 [q, k], scores [q, k])`` ordered by score
+    descending, ties by document id descending (``doc_ids``) or by lower index (no ids).
+    ``chunk_size`` queries are scored at a time (default: as many as fit ``SCORE_BUDGET`` scores).
+    """
+    q = as_matrix(query_emb, "queries")
+    c = as_matrix(corpus_emb, "corpus")
+    if q.shape[1] != c.shape[1]:
+        raise EmbtuneError(f"query dimension {q.shape[1]} != corpus dimension {c.shape[1]}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise EmbtuneError(f"k must be a positive integer, got {k!r}")
+    n = c.shape[0]
+    if n == 0:
+        raise EmbtuneError("the corpus is empty")
+    k = min(int(k), n)
+    dtype = np.float64 if np.float64 in (q.dtype, c.dtype) else np.float32
+    q, c = q.astype(dtype, copy=False), c.astype(dtype, copy=False)
+    keys = tie_keys(doc_ids, n)
+    if chunk_size is None:
+        chunk_size = max(1, SCORE_BUDGET // n)
+    if chunk_size <= 0:
+        raise EmbtuneError(f"chunk_size must be positive, got {chunk_size}")
+    out_idx = np.empty((q.shape[0], k), dtype=np.int64)
+    out_val = np.empty((q.shape[0], k), dtype=dtype)
+    ct = torch.from_numpy(c)
+    with torch.inference_mode():
+        for s in range(0, q.shape[0], chunk_size):
+            scores = torch.from_numpy(q[s : s + chunk_size]) @ ct.T
+            out_idx[s : s + chunk_size], out_val[s : s + chunk_size] = select_topk(scores, k, keys)
+    return out_idx, out_val
+
+
+def rank_scores(scores, doc_ids: Sequence[str] | None = None, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` (default: all) of a precomputed score matrix [q, n] (or vector [n]) in the engine's order."""
+    s = as_matrix(scores, "scores")
+    n = s.shape[1]
+    k = n if k is None else min(k, n)
+    if k <= 0:
+        raise EmbtuneError(f"k must be a positive integer, got {k!r}")
+    return select_topk(torch.from_numpy(s), k, tie_keys(doc_ids, n))

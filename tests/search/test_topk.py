@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from embtune.errors import EmbtuneError
+from embtune.search import rank_scores, topk
+from embtune.search.topk import tie_keys
+
+
+def reference_ranking(scores: np.ndarray, doc_ids: list[str]) -> list[int]:
+    """The per-query Python sort retrieval.rank() used before the engine: score desc, then id desc."""
+
+    class Desc(str):
+        def __lt__(self, other):
+            return str.__gt__(self, other)
+
+    return sorted(range(len(doc_ids)), key=lambda i: (-float(scores[i]), Desc(doc_ids[i])))
+
+
+def tied_data(seed: int, q: int = 23, n: int = 57, d: int = 4):
+    """Small-integer vectors: many exactly equal scores, including across the top-k cut."""
+    g = np.random.default_rng(seed)
+    qe = g.integers(-1, 2, size=(q, d)).astype(np.float64)
+    ce = g.integers(-1, 2, size=(n, d)).astype(np.float64)
+    ids = [str(x) for x in g.permutation(10 * n)[:n]]  # numeric strings: string order != number order
+    return qe, ce, ids
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("k", [1, 5, 20, 57])
+def test_matches_the_old_python_sort_with_many_ties(seed, k):
+    qe, ce, ids = tied_data(seed)
+    idx, sc = topk(qe, ce, k, doc_ids=ids, chunk_size=7)  # several chunks, one ragged
+    full = qe @ ce.T
+    assert len(np.unique(full)) < 15  # the data really is full of ties
+    for r in range(qe.shape[0]):
+        assert idx[r].tolist() == reference_ranking(full[r], ids)[:k]
+        np.testing.assert_array_equal(sc[r], full[r, idx[r]])
+
+
+def test_float32_random_unit_vectors_match_reference():
+    g = np.random.default_rng(3)
+    qe = g.standard_normal((40, 16)).astype(np.float32)
+    ce = g.standard_normal((300, 16)).astype(np.float32)
+    ce[150] = ce[20]  # exact duplicates: equal scores, tie by id
+    ids = [f"d{i}" for i in range(300)]
+    idx, sc = topk(torch.from_numpy(qe), ce, 10, doc_ids=ids)
+    assert sc.dtype == np.float32 and idx.dtype == np.int64 and idx.shape == (40, 10)
+    full = torch.from_numpy(qe) @ torch.from_numpy(ce).T
+    for r in range(40):
+        assert idx[r].tolist() == reference_ranking(full[r].numpy(), ids)[:10]
+
+
+def test_tie_break_by_hand_and_negative_control():
+    scores = np.array([[0.5, 0.9, 0.5, 0.1]])
+    idx, _ = rank_scores(scores, ["a", "b", "c", "d"])
+    assert idx[0].tolist() == [1, 2, 0, 3]  # b, then c before a (id descending)
+    idx, _ = rank_scores(scores, None)
+    assert idx[0].tolist() == [1, 0, 2, 3]  # no ids: lower index first
+    # the cut falls inside the tie: k=2 must keep c (larger id), not a
+    idx, _ = rank_scores(scores, ["a", "b", "c", "d"], k=2)
+    assert idx[0].tolist() == [1, 2]
+    idx, _ = rank_scores(scores, ["z", "b", "c", "d"], k=2)
+    assert idx[0].tolist() == [1, 0]
+
+
+def test_keys_follow_string_order():
+    assert tie_keys(["10", "9", "100"], 3).tolist() == [0, 2, 1]
+
+
+def test_bad_input():
+    e = np.eye(3, dtype=np.float32)
+    with pytest.raises(EmbtuneError, match="k must be a positive integer"):
+        topk(e, e, 0)
+    with pytest.raises(EmbtuneError, match="dimension"):
+        topk(e, np.eye(4), 1)
+    with pytest.raises(EmbtuneError, match="duplicate document id 'a'"):
+        topk(e, e, 1, doc_ids=["a", "b", "a"])
+    with pytest.raises(EmbtuneError, match="empty"):
+        topk(e, np.zeros((0, 3)), 1)
+    idx, _ = topk(e, e, 10)  # clamped to the corpus
+    assert idx.shape == (3, 3) and idx[:, 0].tolist() == [0, 1, 2]
