@@ -6,6 +6,7 @@ Layout (data -> encoders -> objectives -> training -> evaluation -> interfaces):
 - ``embtune.encoders``    transformer encoders with the SimCSE poolers; save/load as sentence-transformers folders
 - ``embtune.objectives``  training objectives (one file each), registered by name
 - ``embtune.training``    the one training loop
+- ``embtune.search``      one exact top-k engine (trec_eval's tie-break), quantized/faiss search, ``Index``
 - ``embtune.evaluation``  SentEval-exact STS evaluation and reports
 - ``embtune.cli``         the ``embtune`` command
 """
@@ -27,4 +28,12 @@ def load(name_or_path: str, device: str | None = None, backend: str = "torch", a
     return load_encoder(name_or_path, device=device, backend=backend, allow_pickle=allow_pickle)
 
 
-__all__ = ["load", "__version__"]
+def __getattr__(name: str):
+    if name == "Index":  # imported on first use: ``import embtune`` stays light
+        from embtune.search.index import Index
+
+        return Index
+    raise AttributeError(f"module 'embtune' has no attribute {name!r}")
+
+
+__all__ = ["load", "Index", "__version__"]

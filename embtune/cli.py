@@ -1,4 +1,4 @@
-"""The ``embtune`` command: train, eval, encode, report."""
+"""The ``embtune`` command: train, eval, encode, report, index, search, serve."""
 
 from __future__ import annotations
 
@@ -96,6 +96,53 @@ def _add_report(sub) -> None:
     p.add_argument("--delta", action="store_true", help="add a row with last minus first")
 
 
+def _positive_int(v: str) -> int:
+    try:
+        n = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v!r}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v!r}")
+    return n
+
+
+def _add_index(sub) -> None:
+    p = sub.add_parser("index", help="embed a corpus into a search index folder")
+    p.add_argument("model", help="built-in name, model folder or Hugging Face id")
+    p.add_argument("--corpus", required=True,
+                   help="BEIR corpus.jsonl / JSONL with _id or id / TSV id<TAB>text / TXT (line number = id)")
+    p.add_argument("--output", required=True, help="index folder to write")
+    p.add_argument("--quantize", choices=["int8", "binary"], default=None,
+                   help="search over int8 or binary codes, rescoring the top k × --rescore in float")
+    p.add_argument("--rescore", type=_positive_int, default=4, help="candidates per result to rescore (default 4)")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--device", default=None)
+
+
+def _add_search(sub) -> None:
+    p = sub.add_parser("search", help="search an index: one query (printed) or a query file (TREC run)")
+    p.add_argument("index", help="folder written by `embtune index`")
+    p.add_argument("query", nargs="?", help="a query text")
+    p.add_argument("--queries", help="query file (JSONL with _id/id, TSV id<TAB>text or TXT): writes a TREC run")
+    p.add_argument("--output", help="TREC run file (qid Q0 docid rank score tag); default stdout")
+    p.add_argument("-k", "--k", type=int, default=None, help="results per query (default 10; 1000 with --queries)")
+    p.add_argument("--tag", default="embtune", help="run tag in the TREC run's last column")
+    p.add_argument("--model", default=None, help="model to embed the queries (default: the index's own model)")
+    p.add_argument("--device", default=None)
+
+
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="a local search page (and JSON API) over a corpus, optionally two models side by side")
+    p.add_argument("model")
+    p.add_argument("--compare", default=None, help="a second model whose results are shown beside the first's")
+    p.add_argument("--corpus", required=True, help="corpus file (as for `embtune index`) or an index folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default localhost only)")
+    p.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
+    p.add_argument("-k", "--k", type=_positive_int, default=10, help="results per query shown (default 10)")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--device", default=None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embtune", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -104,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_encode(sub)
     _add_report(sub)
+    _add_index(sub)
+    _add_search(sub)
+    _add_serve(sub)
     return parser
 
 
@@ -275,13 +325,74 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    from embtune.search import Index
+
+    index = Index.build(args.model, args.corpus, quantize=args.quantize, rescore=args.rescore,
+                        batch_size=args.batch_size, device=args.device)
+    index.save(args.output)
+    q = f", {args.quantize} codes (rescore × {args.rescore})" if args.quantize else ""
+    print(f"indexed {len(index)} documents from {args.corpus} with {args.model} ({index.dim} dimensions{q}) into {args.output}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from embtune.search import Index
+    from embtune.search.corpus import read_id_texts
+
+    if (args.query is None) == (args.queries is None):
+        raise EmbtuneError("give either a query text or --queries FILE (not both, not neither)")
+    if args.output and not args.queries:
+        raise EmbtuneError("--output writes a TREC run for --queries FILE; with a single query the results are printed")
+    k = args.k if args.k is not None else (1000 if args.queries else 10)
+    if k <= 0:
+        raise EmbtuneError(f"--k must be a positive integer, got {k}")
+    queries = read_id_texts(args.queries, "query") if args.queries else None  # bad query files fail before loading
+    index = Index.load(args.index, model=args.model, device=args.device)
+    if k > len(index):
+        logging.getLogger("embtune.search").warning("--k %d is larger than the index (%d documents): clamped to %d",
+                                                    k, len(index), len(index))
+        k = len(index)
+    if queries is None:
+        ids, scores = index.search([args.query], k=k)
+        for rank, (d, sc) in enumerate(zip(ids[0], scores[0]), 1):
+            text = index.text(d).replace("\n", " ")
+            print(f"{rank:>3}  {sc:.4f}  {d}  {text}")
+        return 0
+    qids = list(queries)
+    bad = next((x for x in [*qids, *index.ids, args.tag] if not x or any(c.isspace() for c in x)), None)
+    if bad is not None:
+        raise EmbtuneError(f"id or tag {bad!r} contains whitespace or is empty: a TREC run cannot hold it")
+    ids, scores = index.search([queries[q] for q in qids], k=k)
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        for qid, row, srow in zip(qids, ids, scores):
+            for rank, (d, sc) in enumerate(zip(row, srow), 1):
+                out.write(f"{qid} Q0 {d} {rank} {sc:.6f} {args.tag}\n")
+    finally:
+        if args.output:
+            out.close()
+    if args.output:
+        print(f"wrote the top {k} of {len(index)} documents for {len(qids)} queries to {args.output}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from embtune.serve import serve
+
+    serve(args.model, args.corpus, compare=args.compare, host=args.host, port=args.port, k=args.k,
+          batch_size=args.batch_size, device=args.device)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from embtune.utils import setup_logging
 
     args = build_parser().parse_args(argv)
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     try:
-        return {"train": cmd_train, "eval": cmd_eval, "encode": cmd_encode, "report": cmd_report}[args.command](args)
+        return {"train": cmd_train, "eval": cmd_eval, "encode": cmd_encode, "report": cmd_report, "index": cmd_index,
+                "search": cmd_search, "serve": cmd_serve}[args.command](args)
     except EmbtuneError as e:
         print(f"embtune: error: {e}", file=sys.stderr)
         return 2

@@ -148,6 +148,38 @@ class Encoder(nn.Module):
         return out if as_tensor else out.cpu().numpy()
 
 
+    def similarity(self, a, b, batch_size: int = 64):
+        """Cosine similarity matrix [len(a), len(b)] of two lists of texts (encoded here) or two
+        embedding matrices (numpy arrays or torch tensors; a 1-d vector is one row).
+
+        Returns a torch tensor when an input is a tensor, else a float32 numpy array.
+        """
+        as_tensor = isinstance(a, Tensor) or isinstance(b, Tensor)
+        va, vb = (self._similarity_operand(x, batch_size) for x in (a, b))
+        if va.shape[1] != vb.shape[1]:
+            raise ValueError(f"similarity(): dimensions differ ({va.shape[1]} vs {vb.shape[1]})")
+        va = torch.nn.functional.normalize(va, dim=-1)
+        vb = torch.nn.functional.normalize(vb, dim=-1)
+        out = va @ vb.T
+        return out if as_tensor else out.numpy()
+
+    def _similarity_operand(self, x, batch_size: int) -> Tensor:
+        if isinstance(x, str):
+            x = [x]
+        if isinstance(x, Tensor):
+            t = x.detach().cpu().float()
+        elif isinstance(x, np.ndarray):
+            t = torch.from_numpy(np.asarray(x, dtype=np.float32))
+        else:
+            x = list(x)
+            if x and all(isinstance(s, str) for s in x):
+                t = torch.from_numpy(self.encode(x, batch_size=batch_size))
+            else:
+                t = torch.as_tensor(np.asarray(x, dtype=np.float32).reshape(len(x), -1) if x else
+                                    np.zeros((0, self.embedding_dim), np.float32))
+        return t[None, :] if t.ndim == 1 else t
+
+
 def _check_texts(texts) -> list[str]:
     """A list of strings, or a clear error naming the first bad item."""
     if isinstance(texts, str):

@@ -15,8 +15,13 @@ Engine::
   plus the q × k result. ``k <= 0``, an empty corpus or a dimension mismatch raise EmbtuneError.
 
 ``rank_scores(scores, doc_ids, k)`` applies the same selection to a precomputed score matrix.
+
+Index (:mod:`embtune.search.index`): ``Index.build(model, corpus, ids)``, ``search(queries, k)``,
+``add(texts, ids)``, ``save(dir)`` / ``Index.load(dir)``; optional int8/binary codes with float
+rescoring (:mod:`embtune.search.quantize`) and faiss backends (:mod:`embtune.search.faiss_backend`).
 """
 
+from embtune.search.index import Index
 from embtune.search.topk import rank_scores, topk
 
-__all__ = ["topk", "rank_scores"]
+__all__ = ["topk", "rank_scores", "Index"]
