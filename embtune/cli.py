@@ -337,6 +337,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from embtune.search import Index
     from embtune.search.corpus import read_id_texts
 
@@ -368,7 +370,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     try:
         for qid, row, srow in zip(qids, ids, scores):
             for rank, (d, sc) in enumerate(zip(row, srow), 1):
-                out.write(f"{qid} Q0 {d} {rank} {sc:.6f} {args.tag}\n")
+                # the shortest text that reads back as the same float32 (trec_eval's score type): trec_eval
+                # re-sorts by score then id, and rounding would turn near-ties into ties it orders otherwise
+                out.write(f"{qid} Q0 {d} {rank} {np.float32(sc)} {args.tag}\n")
     finally:
         if args.output:
             out.close()

@@ -4,7 +4,8 @@ Files: ``corpus.jsonl`` ({"_id", "title"?, "text"}), ``queries.jsonl`` ({"_id", 
 ``qrels/<split>.tsv`` (query-id, corpus-id, score; an optional header line). Ids must be unique.
 Documents are ranked by cosine similarity with the one top-k engine (:func:`embtune.search.topk`),
 keeping the top 1000 per query as BEIR does; ties are broken as trec_eval does (document id,
-descending).
+descending), on float32 scores — trec_eval holds a run's scores as C floats, so this is the order it
+gives the same run.
 
 Per query, then averaged over the queries that have at least one relevant document (queries
 without one are skipped and counted, as trec_eval does):
@@ -93,7 +94,7 @@ def evaluate_retrieval(encoder, task: RetrievalTask, batch_size: int = 64, preci
     d = encoder.encode([task.corpus[i] for i in doc_ids], batch_size=batch_size, normalize=True, precision=precision)
     q = encoder.encode([task.queries[i] for i in q_ids], batch_size=batch_size, normalize=True, precision=precision)
     t0 = time.perf_counter()
-    idx, _ = topk(q.astype(np.float64), d.astype(np.float64), TOP_K, doc_ids=doc_ids)
+    idx, _ = topk(q.astype(np.float32), d.astype(np.float32), TOP_K, doc_ids=doc_ids)
     per = [query_metrics([doc_ids[j] for j in idx[i]], task.qrels[qid]) for i, qid in enumerate(q_ids)]
     logger.info("%s: ranked %d documents for %d queries in %.2f s", task.name, len(doc_ids), len(q_ids),
                 time.perf_counter() - t0)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from embtune.errors import EmbtuneError
+from embtune.search import topk
 from embtune.evaluation.retrieval import (RetrievalTask, evaluate_retrieval, load_beir, query_metrics, rank,
                                           stsb_retrieval_task)
 
@@ -138,3 +139,37 @@ def test_rank_equals_the_engine_on_the_builtin_task_scores():
     for a, b in zip(ranking, ranking[1:]):
         sa, sb = scores[ids.index(a)], scores[ids.index(b)]
         assert sa > sb or (sa == sb and a > b)
+
+
+def test_metrics_equal_trec_eval_on_a_random_task_with_ties():
+    pytrec_eval = pytest.importorskip("pytrec_eval", reason="pytrec_eval (pytrec-eval-terrier) not installed")
+    g = np.random.default_rng(0)
+    n_docs, n_q = 1300, 25  # deeper than the 1000-document run
+    docs = {f"d{i}": f"D{i}" for i in range(n_docs)}
+    queries = {f"q{i}": f"Q{i}" for i in range(n_q)}
+    table = {t: g.integers(1, 4, size=4).astype(float) for t in [*docs.values(), *queries.values()]}
+    qrels = {q: {f"d{j}": int(g.integers(1, 3)) for j in g.choice(n_docs, size=int(g.integers(1, 6)), replace=False)}
+             for q in queries}
+    task = RetrievalTask("rand", docs, queries, qrels)
+    ours = evaluate_retrieval(Fixed(table), task)["metrics"]
+    # the same run handed to trec_eval: top 1000 by cosine, as BEIR builds it
+    enc = Fixed(table)
+    d = enc.encode(list(docs.values()), normalize=True)
+    q = enc.encode(list(queries.values()), normalize=True)
+    idx, scores = topk(q, d, 1000, doc_ids=list(docs))  # float32 scores, as trec_eval holds them (C float)
+    assert sum(len(np.unique(r)) for r in scores) < 0.1 * scores.size  # ties everywhere, also across the cut
+    run = {qid: {f"d{j}": float(s) for j, s in zip(idx[i], scores[i])} for i, qid in enumerate(queries)}
+    te = pytrec_eval.RelevanceEvaluator(qrels, {"map", "map_cut.100", "ndcg_cut.10", "recall.1,5,10"}).evaluate(run)
+    mean = lambda m: 100 * float(np.mean([te[qid][m] for qid in queries]))  # noqa: E731
+    assert ours["map"] == pytest.approx(mean("map"), abs=1e-9)
+    assert ours["map@100"] == pytest.approx(mean("map_cut_100"), abs=1e-9)
+    assert ours["ndcg@10"] == pytest.approx(mean("ndcg_cut_10"), abs=1e-9)
+    for k in (1, 5, 10):
+        assert ours[f"recall@{k}"] == pytest.approx(mean(f"recall_{k}"), abs=1e-9)
+    assert ours["map@100"] != ours["map"]  # the cut matters on this task
+    # negative control: ranked on float64 scores, near-ties that trec_eval's float32 makes ties order otherwise
+    idx64, sc64 = topk(q.astype(np.float64), d.astype(np.float64), 1000, doc_ids=list(docs))
+    run64 = {qid: {f"d{j}": float(s) for j, s in zip(idx64[i], sc64[i])} for i, qid in enumerate(queries)}
+    te64 = pytrec_eval.RelevanceEvaluator(qrels, {"map"}).evaluate(run64)
+    ours64 = np.mean([query_metrics([f"d{j}" for j in idx64[i]], qrels[qid])["map"] for i, qid in enumerate(queries)])
+    assert 100 * ours64 != pytest.approx(100 * float(np.mean([te64[qid]["map"] for qid in queries])), abs=1e-9)
