@@ -135,10 +135,24 @@ class Index:
             seen.add(i)
         if not texts:
             return
-        emb = self.encode(texts)
-        self._append(ids, texts, emb)
+        self.add_embeddings(self.encode(texts), texts, ids)
 
-    def _append(self, ids: list[str], texts: list[str], emb: np.ndarray) -> None:
+    def add_embeddings(self, emb, texts: Sequence[str], ids: Sequence[str]) -> None:
+        """Append documents whose embeddings (by this index's model and normalisation) are already computed."""
+        emb = as_matrix(emb, "embeddings").astype(np.float32, copy=False)
+        ids, texts = [str(i) for i in ids], list(texts)
+        if emb.shape != (len(ids), self.dim) or len(texts) != len(ids):
+            raise EmbtuneError(f"{len(ids)} ids, {len(texts)} texts and embeddings of shape {emb.shape}: "
+                               f"expected one {self.dim}-dimensional row per id")
+        seen: set[str] = set()
+        dup = None
+        for i in ids:
+            if i in self._pos or i in seen:
+                dup = i
+                break
+            seen.add(i)
+        if dup is not None:
+            raise EmbtuneError(f"duplicate document id {dup!r}: ids must be unique in an index")
         start = len(self.ids)
         self.ids += ids
         self.texts += texts
