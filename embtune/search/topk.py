@@ -65,23 +65,40 @@ def as_matrix(x, name: str) -> np.ndarray:
 def select_topk(scores: torch.Tensor, k: int, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` columns of each row of ``scores`` [b, n], ordered by (score desc, key desc).
 
-    Vectorised: ``torch.topk`` picks k columns; rows where more columns than k reach the k-th score
-    (a tie across the cut) are completed by key, one row at a time (rare on real embeddings).
+    Vectorised: ``torch.topk`` picks k + 1 columns (unsorted), which are ordered by (score desc, key
+    desc); where the (k+1)-th score equals the k-th, ties straddle the cut and that row is completed
+    from the full row by key, one row at a time (rare on real embeddings).
     """
     b, n = scores.shape
-    vals, idx = torch.topk(scores, k, dim=1, largest=True, sorted=False)
-    kth = vals.min(dim=1, keepdim=True).values
-    reach = (scores >= kth).sum(dim=1)
-    vals_np, idx_np = vals.numpy().copy(), idx.numpy().astype(np.int64, copy=True)
-    for r in np.nonzero(reach.numpy() > k)[0]:  # ties straddle the cut: take the ties with the larger keys
-        row, t = scores[r].numpy(), kth[r, 0].item()
-        above = np.nonzero(row > t)[0]
-        tied = np.nonzero(row == t)[0]
-        tied = tied[np.argsort(-keys[tied], kind="stable")][: k - len(above)]
-        idx_np[r] = np.concatenate([above, tied])
-        vals_np[r] = row[idx_np[r]]
-    order = np.lexsort((-keys[idx_np], -vals_np), axis=-1)  # last key is primary: score desc, then key desc
-    return np.take_along_axis(idx_np, order, 1), np.take_along_axis(vals_np, order, 1)
+    extra = 1 if k < n else 0
+    vals, idx = torch.topk(scores, k + extra, dim=1, largest=True, sorted=False)
+    vals_np, idx_np = vals.numpy(), idx.numpy()
+    order = _order(vals_np, keys[idx_np])
+    idx_np, vals_np = np.take_along_axis(idx_np, order, 1), np.take_along_axis(vals_np, order, 1)
+    if extra:
+        for r in np.nonzero(vals_np[:, k - 1] == vals_np[:, k])[0]:  # take the ties with the larger keys
+            row, t = scores[r].numpy(), vals_np[r, k - 1]
+            above = np.nonzero(row > t)[0]
+            tied = np.nonzero(row == t)[0]
+            tied = tied[np.argsort(-keys[tied], kind="stable")][: k - len(above)]
+            sel = np.concatenate([above, tied])
+            o = np.lexsort((-keys[sel], -row[sel]))
+            idx_np[r, :k], vals_np[r, :k] = sel[o], row[sel[o]]
+    return idx_np[:, :k].astype(np.int64), vals_np[:, :k].copy()
+
+
+def _order(vals: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Per row, the permutation ordering by (score desc, key desc).
+
+    float32 scores: one int64 sort key per entry — the score's bits mapped to an order-preserving
+    unsigned 32-bit integer (negative floats: all bits flipped; others: sign bit set; -0.0 first made
+    +0.0), shifted above the 31-bit tie key — sorted by torch (multi-threaded). float64: ``np.lexsort``.
+    """
+    if vals.dtype != np.float32 or keys.size == 0 or keys.max() >= 1 << 31:
+        return np.lexsort((-keys, -vals), axis=-1)  # last key is primary
+    b = (vals + np.float32(0.0)).view(np.int32).astype(np.int64)
+    u = np.where(b < 0, ~b & 0xFFFFFFFF, b | 0x80000000)
+    return torch.sort(torch.from_numpy((u << 31) | keys), dim=1, descending=True, stable=True).indices.numpy()
 
 
 def topk(query_emb, corpus_emb, k: int, doc_ids: Sequence[str] | None = None,

@@ -82,3 +82,13 @@ def test_bad_input():
         topk(e, np.zeros((0, 3)), 1)
     idx, _ = topk(e, e, 10)  # clamped to the corpus
     assert idx.shape == (3, 3) and idx[:, 0].tolist() == [0, 1, 2]
+
+
+def test_float32_sort_key_orders_like_lexsort():
+    from embtune.search.topk import _order
+
+    vals = np.array([[0.5, -0.0, 0.0, -1.5, 0.5, np.float32(1e-30), -np.float32(1e-30), 2.0]], dtype=np.float32)
+    keys = np.array([[3, 1, 7, 0, 9, 2, 5, 4]], dtype=np.int64)
+    want = np.lexsort((-keys, -vals), axis=-1)
+    assert _order(vals, keys).tolist() == want.tolist() == [[7, 4, 0, 5, 2, 1, 6, 3]]
+    assert _order(vals.astype(np.float64), keys).tolist() == want.tolist()
