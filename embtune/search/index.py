@@ -44,7 +44,7 @@ META = "index.json"
 
 def weights_sha256(encoder) -> str:
     """SHA-256 over the encoder's parameters and buffers (names and bytes, in name order)."""
-    module = getattr(encoder, "encoder", encoder)  # the ONNX backend wraps the torch encoder
+    module = getattr(encoder, "torch_encoder", encoder)  # the ONNX backend wraps the torch encoder
     h = hashlib.sha256()
     for name, t in sorted(module.state_dict().items()):
         h.update(name.encode())

@@ -59,3 +59,14 @@ def test_port_in_use_is_a_clear_error(server):
     port = srv.server_address[1]
     with pytest.raises(EmbtuneError, match=rf"--port {port}: 127\.0\.0\.1:{port} is already in use"):
         make_server(SearchApp([("tiny", first)]), "127.0.0.1", port)
+
+
+def test_cli_serve_on_a_busy_port_fails_before_loading_models(server, tmp_path, capsys):
+    from embtune.cli import main
+
+    srv, _, _ = server
+    port = srv.server_address[1]
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(SENTENCES) + "\n")
+    assert main(["serve", "no-such-model-folder", "--corpus", str(corpus), "--port", str(port)]) == 2
+    assert f"--port {port}: 127.0.0.1:{port} is already in use" in capsys.readouterr().err
