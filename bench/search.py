@@ -192,8 +192,8 @@ def part_c(args) -> dict:
         row["exact_qps"] = q.shape[0] / min(ours_t)
         row["st_qps"] = q.shape[0] / min(st_t)
         row["st_recall"] = recall_at_k(np.array([[h["corpus_id"] for h in r] for r in st]), exact)
-        for label, s in [("hnsw M32 efC80 ef64", FaissSearcher("hnsw", m=32, ef_construction=80, ef_search=64)),
-                         ("hnsw M32 efC80 ef256", None),
+        for label, s in [("hnsw M32 efC40 ef64", FaissSearcher("hnsw", m=32, ef_construction=40, ef_search=64)),
+                         ("hnsw M32 efC40 ef256", None),
                          ("ivf nprobe16", FaissSearcher("ivf", nprobe=16)),
                          ("ivf nprobe64", None)]:
             if s is None:  # the previous index, searched wider

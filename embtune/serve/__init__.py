@@ -45,10 +45,11 @@ class SearchApp:
         self.lock = threading.Lock()
 
     def search(self, q: str, k: int) -> dict:
+        k = min(k, len(self.indexes[0][1]))  # k above the corpus: all documents (the reply's k says so)
         out = {"query": q, "k": k, "models": []}
         with self.lock:
             for name, index in self.indexes:
-                ids, scores = index.search([q], k=min(k, len(index)))
+                ids, scores = index.search([q], k=k)
                 out["models"].append({"name": name, "results": [
                     {"rank": r, "id": d, "score": float(s), "text": index.text(d)}
                     for r, (d, s) in enumerate(zip(ids[0], scores[0]), 1)]})
