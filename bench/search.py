@@ -50,12 +50,16 @@ def load_results() -> dict:
 
 
 def save(part: str, data: dict) -> None:
-    res = load_results()
-    res[part] = data
-    res["machine"] = machine()
-    res["cpu_flags"] = cpu_flags()
-    RESULTS.write_text(json.dumps(res, indent=1) + "\n")
-    write_doc(res)
+    import fcntl
+
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:  # parts may run in parallel processes
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        res = load_results()
+        res[part] = data
+        res["machine"] = machine()
+        res["cpu_flags"] = cpu_flags()
+        RESULTS.write_text(json.dumps(res, indent=1) + "\n")
+        write_doc(res)
 
 
 def cached_forum(forum: str, cache: Path):
@@ -144,7 +148,7 @@ def child_synthetic(n_docs: int, n_q: int, dim: int, k: int) -> None:
 
 def part_b(args) -> dict:
     out = {}
-    for k in (1000, 10):
+    for k in args.b_k:
         r = subprocess.run([sys.executable, "-m", "bench.search", "--child", f"{args.synthetic_docs},{args.synthetic_queries},384,{k}"],
                            capture_output=True, text=True, check=True)
         out[f"k{k}"] = json.loads(r.stdout.strip().splitlines()[-1])
@@ -173,13 +177,12 @@ def part_c(args) -> dict:
     from embtune.search import topk
     from embtune.search.faiss_backend import FaissSearcher, recall_at_k
 
-    sets = {}
-    _, doc_ids, _, d, q, _ = cached_forum(args.forum, args.cache)
-    sets[f"CQADupStack-{args.forum} (minilm-l6)"] = (d, q)
-    sets[f"random unit vectors {args.synthetic_docs:,}"] = (random_unit(args.synthetic_docs, 384, 1),
-                                                            random_unit(args.c_queries, 384, 2))
+    sets = [(f"random unit vectors {args.synthetic_docs:,}",
+             lambda: (random_unit(args.synthetic_docs, 384, 1), random_unit(args.c_queries, 384, 2))),
+            (f"CQADupStack-{args.forum} (minilm-l6)", lambda: cached_forum(args.forum, args.cache)[3:5])]
     out = {}
-    for name, (d, q) in sets.items():
+    for name, make in sets:
+        d, q = make()
         print(f"(c) {name}: {d.shape[0]} docs × {q.shape[0]} queries", flush=True)
         row = {"docs": d.shape[0], "queries": q.shape[0]}
         dt, qt = torch.from_numpy(d), torch.from_numpy(q)
@@ -192,8 +195,8 @@ def part_c(args) -> dict:
         row["exact_qps"] = q.shape[0] / min(ours_t)
         row["st_qps"] = q.shape[0] / min(st_t)
         row["st_recall"] = recall_at_k(np.array([[h["corpus_id"] for h in r] for r in st]), exact)
-        for label, s in [("hnsw M32 efC40 ef64", FaissSearcher("hnsw", m=32, ef_construction=40, ef_search=64)),
-                         ("hnsw M32 efC40 ef256", None),
+        for label, s in [("hnsw M16 efC40 ef64", FaissSearcher("hnsw", m=16, ef_construction=40, ef_search=64)),
+                         ("hnsw M16 efC40 ef256", None),
                          ("ivf nprobe16", FaissSearcher("ivf", nprobe=16)),
                          ("ivf nprobe64", None)]:
             if s is None:  # the previous index, searched wider
@@ -211,6 +214,7 @@ def part_c(args) -> dict:
                           "speedup": (q.shape[0] / t) / row["exact_qps"]}
             print(label, row[label], flush=True)
         out[name] = row
+        save("c", out)  # partial results survive an interrupted run
     return out
 
 
@@ -221,10 +225,10 @@ def part_d(args) -> dict:
 
     enc = embtune.load(MODEL)
     out = {}
-    _, doc_ids, _, d, q, _ = cached_forum(args.forum, args.cache)
-    sets = {f"CQADupStack-{args.forum} (minilm-l6)": (d, q),
-            f"random unit vectors {args.d_docs:,}": (random_unit(args.d_docs, 384, 3), random_unit(1000, 384, 4))}
-    for name, (d, q) in sets.items():
+    sets = [(f"random unit vectors {args.d_docs:,}", lambda: (random_unit(args.d_docs, 384, 3), random_unit(1000, 384, 4))),
+            (f"CQADupStack-{args.forum} (minilm-l6)", lambda: cached_forum(args.forum, args.cache)[3:5])]
+    for name, make in sets:
+        d, q = make()
         ids = [str(i) for i in range(d.shape[0])]
         texts = [""] * d.shape[0]
         ref = Index(enc)
@@ -239,6 +243,7 @@ def part_d(args) -> dict:
                                                  "recall@10": recall_at_k(idx, exact)}
             print(name, kind, rescore, rows[f"{kind} rescore×{rescore}"], flush=True)
         out[name] = {"docs": d.shape[0], "queries": q.shape[0], "rows": rows}
+        save("d", out)
     return out
 
 
@@ -248,7 +253,12 @@ def part_e(args) -> dict:
     from embtune.evaluation.retrieval import load_beir
     from embtune.search import Index
 
-    out: dict = {"version": "simcse==0.4"}
+    out: dict = {"version": "simcse==0.4", "install": (
+        "`pip download simcse==0.4` gives an sdist whose setup.py requires `numpy>=1.19.5,<1.20` and "
+        "`scipy>=1.5.4,<1.6` (and unpinned torch/transformers): installing it with its dependencies would replace "
+        "this venv's numpy 2 and scipy (torch itself is not pinned by it). It was therefore installed with "
+        "`pip install --no-deps --target DIR simcse==0.4` (outside the venv) and imported from there; its code "
+        "needs only torch, transformers, scikit-learn, tqdm and faiss, all present, so it runs as is.")}
     sys.path.insert(0, str(args.simcse_path))
     try:
         from simcse import SimCSE
@@ -345,7 +355,7 @@ def write_doc(res: dict) -> None:
                       md_table(["step", "seconds"], rows), "",
                       f"Top-10 agreement: {e['top10_agreement']:.4f} (identical top-10 sets for "
                       f"{e['identical_top10_queries']} of {e['queries']} queries).", ""]
-        lines += [res.get("e_install_note", ""), ""]
+        lines += [e.get("install", ""), ""]
     (DOCS / "search.md").write_text("\n".join(lines).rstrip() + "\n")
 
 
@@ -358,6 +368,8 @@ def main() -> None:
     p.add_argument("--old-queries", type=int, default=30)
     p.add_argument("--synthetic-docs", type=int, default=500_000)
     p.add_argument("--synthetic-queries", type=int, default=10_000)
+    p.add_argument("--b-k", type=lambda v: [int(x) for x in v.split(",")], default=[1000],
+                   help="k values for (b) (1000: what retrieval evaluation keeps)")
     p.add_argument("--c-queries", type=int, default=1000)
     p.add_argument("--d-docs", type=int, default=500_000)
     p.add_argument("--e-docs", type=int, default=10_000)
