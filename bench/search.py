@@ -55,6 +55,7 @@ def save(part: str, data: dict) -> None:
     with open(RESULTS.with_suffix(".lock"), "w") as lock:  # parts may run in parallel processes
         fcntl.flock(lock, fcntl.LOCK_EX)
         res = load_results()
+        data["loadavg_1m_at_end"] = os.getloadavg()[0]
         res[part] = data
         res["machine"] = machine()
         res["cpu_flags"] = cpu_flags()
@@ -99,7 +100,14 @@ def part_a(args) -> dict:
     from embtune.evaluation.retrieval import query_metrics
     from embtune.search import topk
 
-    task, doc_ids, q_ids, d, q, enc_secs = cached_forum(args.forum, args.cache)
+    if args.random_embeddings:  # the forum's ids and qrels, random unit vectors of the same shapes
+        from embtune.evaluation.retrieval import load_beir
+
+        task = load_beir(CQA / args.forum)
+        doc_ids, q_ids = list(task.corpus), list(task.queries)
+        d, q, enc_secs = random_unit(len(doc_ids), 384, 5), random_unit(len(q_ids), 384, 6), float("nan")
+    else:
+        task, doc_ids, q_ids, d, q, enc_secs = cached_forum(args.forum, args.cache)
     keep = [i for i, qid in enumerate(q_ids) if any(r > 0 for r in task.qrels.get(qid, {}).values())]
     q, q_ids = q[keep], [q_ids[i] for i in keep]
     times = []
@@ -119,7 +127,7 @@ def part_a(args) -> dict:
     old = [query_metrics(old_rank(sims[i], doc_ids), task.qrels[q_ids[i]]) for i in range(n_old)]
     old_secs = time.perf_counter() - t0
     same = all(abs(old[i][k] - per[i][k]) < 1e-12 for i in range(n_old) for k in ("recall@10", "mrr@10", "ndcg@10"))
-    return {"forum": args.forum, "docs": len(doc_ids), "queries": len(q_ids), "encode_s": enc_secs,
+    return {"random": bool(args.random_embeddings), "forum": args.forum, "docs": len(doc_ids), "queries": len(q_ids), "encode_s": enc_secs,
             "engine_s": engine, "metrics_s": metrics_t, "ranking_s": engine + metrics_t,
             "old_sample_queries": n_old, "old_s_per_query": old_secs / n_old,
             "old_extrapolated_s": old_secs / n_old * len(q_ids), "old_new_same_on_sample": same,
@@ -298,11 +306,16 @@ def write_doc(res: dict) -> None:
              "Measured with `python -m bench.search` (niced, in the background) on: " + res.get("machine", "?") + ".",
              f"CPU flags: {res.get('cpu_flags', '?')}. The 2 cores were shared with other jobs while this ran, so times "
              "carry noise; every comparison alternates its contenders in one process and keeps the best round.", ""]
-    if "a" in res:
-        a = res["a"]
-        lines += [f"## (a) CQADupStack-{a['forum']} retrieval evaluation ({a['docs']:,} titles, {a['queries']:,} queries)", "",
+    for key in ("a", "a_random"):
+        if key not in res:
+            continue
+        a = res[key]
+        what = ("random unit vectors of its shapes (ranking time only; metrics meaningless)" if a.get("random")
+                else "all-MiniLM-L6-v2")
+        lines += [f"## (a) CQADupStack-{a['forum']} retrieval evaluation ({a['docs']:,} titles, {a['queries']:,} "
+                  f"queries), {what}", "",
                   md_table(["step", "seconds"], [
-                      ["encode corpus + queries (all-MiniLM-L6-v2, fp32)", round(a["encode_s"], 1)],
+                      *([] if a.get("random") else [["encode corpus + queries (all-MiniLM-L6-v2, fp32)", round(a["encode_s"], 1)]]),
                       ["rank: engine top 1000 (float32, chunked, trec_eval ties)", round(a["engine_s"], 2)],
                       ["metrics from the top 1000", round(a["metrics_s"], 2)],
                       ["**ranking total (target ≤ 2 s)**", round(a["ranking_s"], 2)],
@@ -310,7 +323,8 @@ def write_doc(res: dict) -> None:
                        f"(extrapolated from {a['old_sample_queries']})", round(a["old_extrapolated_s"], 1)]]), "",
                   f"On the {a['old_sample_queries']} sampled queries the former path and the engine give the same "
                   f"recall@10, MRR@10 and nDCG@10: {a['old_new_same_on_sample']}.", "",
-                  md_table(list(a["metrics"]), [[round(v, 2) for v in a["metrics"].values()]]), ""]
+                  *([] if a.get("random") else [md_table(list(a["metrics"]), [[round(v, 2) for v in a["metrics"].values()]])]),
+                  ""]
     if "b" in res:
         rows = [[f"{v['docs']:,} × {v['queries']:,}", v["dim"], v["k"], round(v["search_s"], 1),
                  round(v["peak_rss_gib"], 2)] for v in res["b"].values()]
@@ -356,6 +370,8 @@ def write_doc(res: dict) -> None:
                       f"Top-10 agreement: {e['top10_agreement']:.4f} (identical top-10 sets for "
                       f"{e['identical_top10_queries']} of {e['queries']} queries).", ""]
         lines += [e.get("install", ""), ""]
+    if res.get("notes"):
+        lines += ["## Reading", "", res["notes"], ""]
     (DOCS / "search.md").write_text("\n".join(lines).rstrip() + "\n")
 
 
@@ -376,6 +392,8 @@ def main() -> None:
     p.add_argument("--e-queries", type=int, default=500)
     p.add_argument("--simcse-path", type=Path, default=Path("/tmp/a14-simcse/site"),
                    help="folder holding `pip install --no-deps --target DIR simcse==0.4`")
+    p.add_argument("--random-embeddings", action="store_true",
+                   help="(a): random unit vectors of the forum's shapes instead of encoding it (ranking time only)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -385,7 +403,8 @@ def main() -> None:
     for part in args.parts.split(","):
         t0 = time.perf_counter()
         print(f"== part {part}", flush=True)
-        save(part, {"a": part_a, "b": part_b, "c": part_c, "d": part_d, "e": part_e}[part](args))
+        key = "a_random" if part == "a" and args.random_embeddings else part
+        save(key, {"a": part_a, "b": part_b, "c": part_c, "d": part_d, "e": part_e}[part](args))
         print(f"== part {part} done in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
