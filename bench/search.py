@@ -327,13 +327,15 @@ def write_doc(res: dict) -> None:
                   ""]
     if "b" in res:
         rows = [[f"{v['docs']:,} × {v['queries']:,}", v["dim"], v["k"], round(v["search_s"], 1),
-                 round(v["peak_rss_gib"], 2)] for v in res["b"].values()]
+                 round(v["peak_rss_gib"], 2)] for v in res["b"].values() if isinstance(v, dict)]
         lines += ["## (b) Synthetic: random unit vectors, ranking only (child process)", "",
                   md_table(["docs × queries", "dim", "k", "search s", "peak RSS GiB (target < 4)"], rows), "",
                   "Peak RSS is the child's `ru_maxrss`, including the 0.77 GB corpus, the queries, the ids and torch.", ""]
     if "c" in res:
         lines += ["## (c) Exact search vs sentence-transformers, and faiss", ""]
         for name, r in res["c"].items():
+            if not isinstance(r, dict):
+                continue
             rows = [["embtune exact (`search.topk`)", round(r["exact_qps"]), "1.000", "1.00", "–"],
                     ["sentence-transformers `util.semantic_search` (dot_score)", round(r["st_qps"]),
                      f"{r['st_recall']:.3f}", f"{r['st_qps'] / r['exact_qps']:.2f}", "–"]]
@@ -349,6 +351,8 @@ def write_doc(res: dict) -> None:
     if "d" in res:
         lines += ["## (d) Quantized indexes with float rescoring", ""]
         for name, r in res["d"].items():
+            if not isinstance(r, dict):
+                continue
             fl = r["rows"]["float32"]
             rows = [[k, f"{v['bytes'] / 2**20:.1f}", f"{fl['bytes'] / v['bytes']:.0f}×", round(v["qps"]),
                      f"{v['recall@10']:.3f}"] for k, v in r["rows"].items()]
