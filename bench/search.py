@@ -284,7 +284,7 @@ def part_e(args) -> dict:
     sim = SimCSE(path, device="cpu", pooler="cls_before_pooler")
     try:
         sim.build_index(docs, use_faiss=True, batch_size=64)
-    except AttributeError as e:  # 0.4 sets nprobe on a flat index; faiss >= 1.7.4's wrappers refuse that
+    except AttributeError as e:  # 0.4 sets nprobe on a flat index; faiss-cpu 1.15.1 refuses unknown attributes
         out["flat_error"] = f"build_index(use_faiss=True): {type(e).__name__}: {e}"
         t0 = time.perf_counter()
         sim.build_index(docs, use_faiss=True, faiss_fast=True, batch_size=64)  # IVF: nprobe exists
