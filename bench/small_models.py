@@ -2,6 +2,8 @@
 
     python -m bench.small_models [--teacher minilm-l6] [--cnn-epochs 3] [--distill-epochs 5]
                                  [--triple-rounds 2] [--triples-epochs 10]
+    python -m bench.small_models --row-set strong-teacher [--teacher mpnet-base] [--rows SLUG,...]
+                                 [--minilm-steps N] [--student-steps N] [--cnn-epochs N] [--triple-rounds 1]
 
 Rows: avg. GloVe-50d; TextCNN (GloVe-50d) trained with unsup SimCSE on the Wikipedia sample and
 with sup SimCSE on the SNLI triples; TextCNN distilled from the teacher (MSE, similarity and
@@ -9,6 +11,10 @@ relational on single sentences; relational on rows of three related sentences); 
 transformer made from the teacher's first layers and distilled (MSE); the teacher itself.
 Distillation uses unlabeled sentences of the repo's training data only: the Wikipedia sample, the
 SNLI triples and the STS-B / SICK-R *train* splits (never a test split). Writes docs/small-models.md.
+
+``--row-set strong-teacher`` (bench/strong_teacher.py): a stronger teacher (all-mpnet-base-v2) distilled into
+all-MiniLM-L6-v2 itself, the TextCNN and a 3-layer MiniLM, on the triples file; written as its own section at the
+end of docs/small-models.md (a run of the default set keeps that section).
 """
 
 from __future__ import annotations
@@ -76,6 +82,30 @@ def distill_triples(path: Path, seed: int = 0, rounds: int = 1) -> tuple[int, in
     return len(kept), len({x for r in kept for x in r})
 
 
+SECTION_MARK = "<!-- row set: "  # a section another row set wrote; it runs to the end of the file
+
+
+def write_keeping_sections(path: Path, text: str) -> None:
+    """Write the default row set's ``text``, keeping the sections of other row sets that follow it."""
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    tail = old[old.index(SECTION_MARK):] if SECTION_MARK in old else ""
+    path.write_text(text.rstrip("\n") + ("\n\n" + tail if tail else "\n"), encoding="utf-8")
+
+
+def write_section(path: Path, name: str, text: str) -> None:
+    """Replace (or append) the section of row set ``name``: from its marker to the next row set's or the end."""
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    mark = f"{SECTION_MARK}{name} -->"
+    if mark in old:
+        head, rest = old.split(mark, 1)
+        nxt = rest.find(SECTION_MARK)
+        rest = rest[nxt:] if nxt >= 0 else ""
+    else:
+        head, rest = old, ""
+    path.write_text(head.rstrip("\n") + "\n\n" + mark + "\n" + text.rstrip("\n") + "\n" + ("\n" + rest if rest else ""),
+                    encoding="utf-8")
+
+
 def measure(name: str, model: str, size_path: Path | None, extra: dict | None = None) -> dict:
     enc = load_encoder(model)
     res = evaluate_sts(enc, STS_TASKS)
@@ -88,15 +118,25 @@ def measure(name: str, model: str, size_path: Path | None, extra: dict | None = 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--teacher", default="minilm-l6")
-    ap.add_argument("--cnn-epochs", type=int, default=3)
+    ap.add_argument("--row-set", choices=("default", "strong-teacher"), default="default")
+    ap.add_argument("--teacher", default=None, help="default: minilm-l6; mpnet-base for --row-set strong-teacher")
+    ap.add_argument("--cnn-epochs", type=int, default=None, help="default: 3; 8 for --row-set strong-teacher")
     ap.add_argument("--distill-epochs", type=int, default=5)
     ap.add_argument("--triples-epochs", type=int, default=10)
-    ap.add_argument("--triple-rounds", type=int, default=2, help="random-edit rounds of the triple distillation file")
+    ap.add_argument("--triple-rounds", type=int, default=None,
+                    help="random-edit rounds of the triple distillation file (default 2; 1 for --row-set strong-teacher)")
     ap.add_argument("--student-epochs", type=int, default=1)
     ap.add_argument("--out", default="runs/small-models")
     ap.add_argument("--write", default=str(DOCS / "small-models.md"))
+    from bench import strong_teacher
+
+    strong_teacher.add_arguments(ap)
     args = ap.parse_args()
+    if args.row_set == "strong-teacher":
+        return strong_teacher.run(args)
+    args.teacher = args.teacher or "minilm-l6"
+    args.cnn_epochs = args.cnn_epochs if args.cnn_epochs is not None else 3
+    args.triple_rounds = args.triple_rounds if args.triple_rounds is not None else 2
     out = Path(args.out)
     t0 = time.perf_counter()
     corpus = out / "distill_corpus.txt"
@@ -153,7 +193,7 @@ def main() -> None:
             f"({args.triple_rounds} rounds of random edits; rows with a test sentence left out), so every batch holds "
             "close pairs for the relational loss.\n\n" + table + "\n\nPer task:\n\n" + per_task + "\n")
     print(text)
-    Path(args.write).write_text(text, encoding="utf-8")
+    write_keeping_sections(Path(args.write), text)
     Path(args.write).with_suffix(".json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
 
 

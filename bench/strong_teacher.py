@@ -1,0 +1,230 @@
+"""The strong-teacher row set of bench.small_models: all-mpnet-base-v2 distilled into small students.
+
+    python -m bench.small_models --row-set strong-teacher [--teacher mpnet-base] [--rows SLUG,...]
+
+Students: all-MiniLM-L6-v2 itself (relational and similarity losses; relational followed by sup SimCSE on the
+SNLI triples), the TextCNN over GloVe-50d and a 3-layer MiniLM, all distilled on the same training file: rows of
+three related sentences from the Wikipedia sample, the SNLI triples and the STS-B/SICK-R *train* splits with
+random edits (``distill_triples``; no STS test sentence). The teacher labels every distinct sentence once; the
+embeddings are cached (``TeacherCache``), so the rows share one teacher pass, timed and reported on its own.
+
+Each row is saved with its settings in ``OUT/<slug>/row.json`` and reused while the settings are unchanged, so
+rows can be run one at a time (``--rows``), in separate processes, and the table assembled by a last run.
+Encoding speed is measured for all the models in one process at the end, interleaved (best of rounds), so every
+ratio compares models under the same machine load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from bench.common import machine, md_table
+from bench.small_models import distill_triples, folder_mib, write_section
+from embtune.config import make_config
+from embtune.data import read_train_file
+from embtune.encoders import load_encoder
+from embtune.evaluation.sts import STS_TASKS, evaluate_sts, load_sts
+from embtune.objectives.distill import TeacherCache
+from embtune.training import train
+
+SECTION = "strong-teacher"
+
+
+@dataclass
+class Row:
+    slug: str
+    name: str
+    model: str | None = None  # evaluated as is (no training)
+    stages: list[dict] = field(default_factory=list)  # train configs, each stage starting from the previous output
+    after: str | None = None  # the row whose trained model the first stage starts from (its steps and time count)
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    g = ap.add_argument_group("--row-set strong-teacher")
+    g.add_argument("--rows", default=None, help="comma-separated row slugs to run (default: all); others are reused")
+    g.add_argument("--student", default="minilm-l6", help="the transformer student (and its 3-layer cut)")
+    g.add_argument("--minilm-steps", type=int, default=150, help="steps of each all-MiniLM-L6-v2 distillation")
+    g.add_argument("--minilm-lr", type=float, default=2e-5)
+    g.add_argument("--sup-steps", type=int, default=45, help="sup SimCSE steps after distillation")
+    g.add_argument("--student-steps", type=int, default=300, help="steps of the 3-layer student")
+    g.add_argument("--speed-seconds", type=float, default=3.0, help="encoding time per model and round of the speed pass")
+    g.add_argument("--speed-threads", type=int, default=2, help="CPU threads of the speed pass (this project's 2-core target)")
+    g.add_argument("--max-rows", type=int, default=None, help="keep this many rows of the training file (seeded sample)")
+    g.add_argument("--tasks", default=",".join(STS_TASKS), help="STS tasks of the evaluation (default: the 7)")
+    g.add_argument("--table-only", action="store_true", help="assemble the table from the rows already measured")
+
+
+def rows(args, triples: Path, out: Path) -> list[Row]:
+    t, st = args.teacher, args.student
+    mini = dict(model=st, objective="distill", teacher=t, train_file=str(triples), lr=args.minilm_lr,
+                batch_size=64, max_steps=args.minilm_steps, warmup_steps=10)
+    return [
+        Row("teacher", f"{t} (teacher)", model=t),
+        Row("minilm", f"{st} (student, no training)", model=st),
+        Row("minilm-relational", f"{st}, distilled (relational)", stages=[dict(mini, distill_loss="relational")]),
+        Row("minilm-similarity", f"{st}, distilled (similarity)", stages=[dict(mini, distill_loss="similarity")]),
+        Row("minilm-relational-sup", f"{st}, distilled (relational) → sup SimCSE (SNLI triples)",
+            after="minilm-relational",
+            stages=[dict(model=str(out / "minilm-relational" / "final"), objective="sup-simcse",
+                         train_file="snli-triples", lr=1e-5, batch_size=64, max_steps=args.sup_steps)]),
+        Row("textcnn-relational", "TextCNN (GloVe-50d), distilled (relational, trainable GloVe)",
+            stages=[dict(model="glove-50d", encoder="textcnn", objective="distill", teacher=t, distill_loss="relational",
+                         train_file=str(triples), lr=1e-3, batch_size=128, epochs=args.cnn_epochs)]),
+        Row("minilm3-relational", f"3-layer {st}, distilled (relational)",
+            stages=[dict(model=st, student_layers=3, objective="distill", teacher=t, distill_loss="relational",
+                         train_file=str(triples), lr=1e-4, batch_size=64, max_steps=args.student_steps, warmup_steps=10)]),
+    ]
+
+
+def sample_rows(path: Path, n: int, seed: int = 0) -> tuple[int, int]:
+    """Keep a seeded sample of ``n`` rows of the triples file (in file order)."""
+    header, *rows = path.read_text(encoding="utf-8").splitlines()
+    keep = sorted(random.Random(seed).sample(range(len(rows)), n))
+    kept = [rows[i] for i in keep]
+    path.write_text("\n".join([header, *kept]) + "\n", encoding="utf-8")
+    return len(kept), len({x for r in kept for x in r.split("\t")})
+
+
+def teacher_pass(teacher: str, triples: Path, out: Path) -> dict:
+    """Label the file's distinct sentences once (or find them in the cache); the time of the pass that computed them."""
+    data = read_train_file(triples)
+    texts = list(dict.fromkeys(x for ex in data.examples for x in ex))
+    record = out / "teacher_pass.json"
+    cache = TeacherCache(teacher)
+    t0 = time.perf_counter()
+    cache.embeddings(texts)
+    if cache.forwards:  # computed now
+        info = {"teacher": teacher, "sentences": len(texts), "seconds": time.perf_counter() - t0}
+        record.write_text(json.dumps(info), encoding="utf-8")
+        return info
+    if record.is_file():
+        return json.loads(record.read_text(encoding="utf-8"))
+    return {"teacher": teacher, "sentences": len(texts), "seconds": None}  # labelled by an earlier, unrecorded run
+
+
+def run_row(row: Row, out: Path, tasks: list[str]) -> dict:
+    folder = out / row.slug
+    saved = folder / "row.json"
+    settings = {"model": row.model, "stages": row.stages, "tasks": tasks}
+    train_s, steps = 0.0, []
+    if row.after:
+        dep = out / row.after / "row.json"
+        if not dep.is_file():
+            raise SystemExit(f"row {row.slug} starts from row {row.after}: run that one first")
+        d = json.loads(dep.read_text(encoding="utf-8"))
+        settings["after"] = d["settings"]
+        train_s, steps = d["train_seconds"], list(d["steps"])
+    if saved.is_file():
+        r = json.loads(saved.read_text(encoding="utf-8"))
+        if r.get("settings") == settings:
+            return r
+    model = row.model
+    for i, stage in enumerate(row.stages):
+        dest = folder / ("final" if i == len(row.stages) - 1 else f"stage{i}")
+        m = train(make_config(output=str(dest), **stage), progress=False, overwrite=True)
+        train_s += m["train_seconds"]
+        steps.append(m["steps"])
+        model = str(dest)
+    enc = load_encoder(model)
+    res = evaluate_sts(enc, tasks)
+    r = {"slug": row.slug, "name": row.name, "path": model, "settings": settings, "avg": res["avg"],
+         "tasks": {t: v["spearman"] for t, v in res["tasks"].items()}, "eval_seconds": res["seconds"],
+         "train_seconds": train_s if row.stages else None, "steps": steps,
+         "size_mib": folder_mib(Path(enc.source_path) if not row.stages else Path(model))}
+    folder.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(r, indent=1), encoding="utf-8")
+    print(json.dumps({k: v for k, v in r.items() if k not in ("tasks", "settings")}), flush=True)
+    return r
+
+
+def speeds(paths: dict[str, str], seconds: float, threads: int, rounds: int = 2) -> dict[str, float]:
+    """CPU sentences per second of each model on the STS-B test sentences (batch 64, ``threads`` threads, fp32),
+    in interleaved rounds, best round: every model under the same machine load."""
+    d = load_sts("stsb", "test", text="senteval")
+    sents = list(dict.fromkeys([*d.sent1, *d.sent2]))
+    torch.set_num_threads(threads)
+    encoders = {k: load_encoder(p, device="cpu") for k, p in paths.items()}
+    best = dict.fromkeys(paths, 0.0)
+    for _ in range(rounds):
+        for k, enc in encoders.items():
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                batch = sents[(n % len(sents)):][:512]
+                enc.encode(batch, batch_size=64)
+                n += len(batch)
+            best[k] = max(best[k], n / (time.perf_counter() - t0))
+    return best
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA), fp32"
+    return "this CPU, fp32"
+
+
+def run(args) -> None:
+    args.teacher = args.teacher or "mpnet-base"
+    args.cnn_epochs = args.cnn_epochs if args.cnn_epochs is not None else 8
+    args.triple_rounds = args.triple_rounds if args.triple_rounds is not None else 1
+    out = Path(args.out if args.out != "runs/small-models" else "runs/small-models-strong")
+    t0 = time.perf_counter()
+    triples = out / "distill_triples.tsv"
+    n_rows, n_sents = distill_triples(triples, rounds=args.triple_rounds)
+    if args.max_rows and args.max_rows < n_rows:
+        n_rows, n_sents = sample_rows(triples, args.max_rows)
+    tasks = args.tasks.split(",")
+    tp = teacher_pass(args.teacher, triples, out)
+    all_rows = rows(args, triples, out)
+    wanted = set(args.rows.split(",")) if args.rows else {r.slug for r in all_rows}
+    unknown = wanted - {r.slug for r in all_rows}
+    if unknown:
+        raise SystemExit(f"--rows: unknown row(s) {', '.join(sorted(unknown))}; rows: {', '.join(r.slug for r in all_rows)}")
+    results = []
+    for row in all_rows:
+        saved = out / row.slug / "row.json"
+        if row.slug in wanted and not args.table_only:
+            results.append(run_row(row, out, tasks))
+        elif saved.is_file():
+            results.append(json.loads(saved.read_text(encoding="utf-8")))
+    if args.rows and not args.table_only:  # a partial run: the table is written by a run over all the rows
+        return
+    sp = speeds({r["slug"]: r["path"] for r in results}, args.speed_seconds, args.speed_threads)
+    teacher, student = results[0], next(r for r in results if r["slug"] == "minilm")
+    table = md_table(
+        ["model", f"{len(tasks)}-task avg", "% of teacher", f"Δ vs {args.student}", "encode sent/s", f"speed vs {args.student}", "size (MiB)",
+         "steps", "train s", "eval s"],
+        [[r["name"], r["avg"], 100 * r["avg"] / teacher["avg"], f"{r['avg'] - student['avg']:+.2f}", sp[r["slug"]],
+          f"{sp[r['slug']] / sp['minilm']:.2f}x", r["size_mib"], "+".join(map(str, r["steps"])) or "–",
+          r["train_seconds"] if r["train_seconds"] is not None else "–", r["eval_seconds"]] for r in results])
+    per_task = md_table(["model", *tasks], [[r["name"], *[r["tasks"].get(t, float("nan")) for t in tasks]] for r in results])
+    tp_s = f"{tp['seconds']:.0f} s ({tp['sentences'] / tp['seconds']:.1f} sentences/s)" if tp["seconds"] else "not recorded"
+    text = (
+        f"## Row set: a stronger teacher ({args.teacher})\n\n"
+        f"Command: `python -m bench.small_models --row-set strong-teacher --teacher {args.teacher} "
+        f"--triple-rounds {args.triple_rounds} --minilm-steps {args.minilm_steps} --minilm-lr {args.minilm_lr} "
+        f"--sup-steps {args.sup_steps} --student-steps {args.student_steps} --cnn-epochs {args.cnn_epochs}"
+        f"{f' --max-rows {args.max_rows}' if args.max_rows else ''}` "
+        f"(this assembly {time.perf_counter() - t0:.0f} s; rows measured by earlier `--rows` runs are reused, "
+        "their own times are in the table)\n\n"
+        f"Machine: {machine()}\n\n"
+        f"Training file: {n_rows} rows of three related sentences ({n_sents} distinct) — SNLI triples; STS-B/SICK-R "
+        f"train pairs + a 20% word-deletion edit; Wikipedia sentence + a 20% word-deletion edit + a 30% crop "
+        f"({args.triple_rounds} round(s) of random edits); no sentence of an STS test set. Teacher pass over the "
+        f"{tp['sentences']} distinct sentences: {tp_s}, once; every row reads the cached embeddings. "
+        "All-MiniLM students: batch 64 rows (192 sentences), relational τ 0.05, 10 warm-up steps, linear decay; "
+        "TextCNN: batch 128 rows, lr 1e-3, GloVe trainable. 'train s' excludes the teacher pass; 'eval s' is the "
+        f"evaluation (Spearman ×100, SentEval text, {', '.join(tasks)}). Encode speed: CPU, {args.speed_threads} "
+        "threads, fp32, STS-B test sentences, batch 64, all models in one process, interleaved, best of 2 rounds of "
+        f"{args.speed_seconds:.0f} s each. Device of the training, teacher pass and evaluation: {device_name()}.\n\n"
+        + table + "\n\nPer task:\n\n" + per_task + "\n")
+    print(text)
+    write_section(Path(args.write), SECTION, text)
+    Path(args.write).with_name("small-models-strong.json").write_text(
+        json.dumps({"teacher_pass": tp, "speeds": sp, "rows": results}, indent=1), encoding="utf-8")
