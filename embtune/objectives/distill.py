@@ -117,8 +117,9 @@ class Distill(Objective):
         t_dim, s_dim = self.targets.shape[1], encoder.embedding_dim
         if self.kind == "mse" and t_dim != s_dim:
             if not hasattr(encoder, "projection"):
-                raise EmbtuneError(f"student width {s_dim} differs from the teacher's {t_dim} and the student "
-                                   "has no projection layer")
+                raise EmbtuneError(f"--distill-loss mse: student width {s_dim} differs from the teacher's {t_dim} and "
+                                   "the student has no projection layer; --distill-loss relational or similarity "
+                                   "compare in-batch cosine similarities and take students of any width")
             if encoder.projection is None:  # a learned projection into the teacher's space, saved with the student
                 encoder.projection = nn.Linear(s_dim, t_dim).to(encoder.device)
             elif encoder.projection.out_features != t_dim:

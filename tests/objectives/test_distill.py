@@ -118,6 +118,21 @@ def test_transformer_student_from_the_first_layers(tiny_st, unsup_file, tmp_path
     assert json.loads((tmp_path / "o" / "config.json").read_text())["num_hidden_layers"] == 1
 
 
+def test_mse_into_a_narrower_transformer_names_the_losses_that_need_no_projection():
+    from types import SimpleNamespace
+
+    student = SimpleNamespace(embedding_dim=4)  # a transformer: no projection attribute
+    data = SimpleNamespace(examples=[("a",), ("b", "c")])
+    obj = Distill("t", loss="mse")
+    obj.cache.embeddings = lambda texts: torch.zeros(len(texts), 8)
+    with pytest.raises(EmbtuneError, match="width 4 differs from the teacher's 8.*relational or similarity"):
+        obj.setup(student, data)
+    ok = Distill("t", loss="relational")  # negative control: no projection needed
+    ok.cache.embeddings = lambda texts: torch.zeros(len(texts), 8)
+    ok.setup(student, data)
+    assert ok.targets.shape == (3, 8) and ok.row == {"a": 0, "b": 1, "c": 2}
+
+
 def test_distill_bad_inputs(tmp_path):
     with pytest.raises(EmbtuneError, match="--teacher"):
         Distill(None)
