@@ -60,6 +60,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                    help="cpu: count the process's CPU time (use with --speed-threads 1 on a shared machine)")
     g.add_argument("--max-rows", type=int, default=None, help="keep this many rows of the training file (seeded sample)")
     g.add_argument("--tasks", default=",".join(STS_TASKS), help="STS tasks of the evaluation (default: the 7)")
+    g.add_argument("--speed-architectures", action="store_true",
+                   help="only time untrained models of the students' architectures (speed does not depend on weights)")
     g.add_argument("--table-only", action="store_true", help="assemble the table from the rows already measured")
 
 
@@ -168,6 +170,22 @@ def speeds(paths: dict[str, str], seconds: float, threads: int, rounds: int = 3,
     return best
 
 
+def architecture_speeds(args, out: Path) -> None:
+    """Encode speed of the teacher, the student and untrained models of the distilled students' architectures."""
+    arch = out / "architectures"
+    if not (arch / "3-layer" / "modules.json").is_file():
+        enc = load_encoder(args.student, device="cpu")
+        enc.truncate_layers(3)
+        enc.save(arch / "3-layer")
+    if not (arch / "textcnn" / "modules.json").is_file():
+        load_encoder("glove-50d", device="cpu", word_encoder="textcnn").save(arch / "textcnn")
+    paths = {args.teacher: args.teacher, args.student: args.student, f"3-layer {args.student}": str(arch / "3-layer"),
+             "TextCNN (GloVe-50d, 1/3/5 x 128)": str(arch / "textcnn")}
+    sp = speeds(paths, args.speed_seconds, args.speed_threads, n_sents=256, clock=args.speed_clock)
+    print(md_table(["model", f"sentences / {'CPU-' if args.speed_clock == 'cpu' else ''}second", f"vs {args.student}"],
+                   [[k, v, f"{v / sp[args.student]:.2f}x"] for k, v in sp.items()]))
+
+
 def device_name() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (CUDA), fp32"
@@ -179,6 +197,8 @@ def run(args) -> None:
     args.cnn_epochs = args.cnn_epochs if args.cnn_epochs is not None else 8
     args.triple_rounds = args.triple_rounds if args.triple_rounds is not None else 1
     out = Path(args.out if args.out != "runs/small-models" else "runs/small-models-strong")
+    if args.speed_architectures:
+        return architecture_speeds(args, out)
     t0 = time.perf_counter()
     triples = out / "distill_triples.tsv"
     n_rows, n_sents = distill_triples(triples, rounds=args.triple_rounds)
