@@ -28,6 +28,18 @@ def load(name_or_path: str, device: str | None = None, backend: str = "torch", a
     return load_encoder(name_or_path, device=device, backend=backend, allow_pickle=allow_pickle)
 
 
+def mine(model, pairs, corpus, output=None, **options):
+    """Hard negatives for the (query, positive) pairs of ``pairs`` from ``corpus``, ranked with ``model``;
+    returns the ``(sent0, sent1, hard_neg)`` rows and a report, and writes them to ``output`` when given.
+    Options: ``range_min``, ``range_max``, ``num_negatives``, ``margin`` (see :mod:`embtune.training.mining`).
+
+    >>> rows, report = embtune.mine("minilm-l6", "pairs.csv", "corpus.txt", "triples.csv", range_min=10, range_max=50)
+    """
+    from embtune.training.mining import mine as _mine
+
+    return _mine(model, pairs, corpus, output, **options)
+
+
 def __getattr__(name: str):
     if name == "Index":  # imported on first use: ``import embtune`` stays light
         from embtune.search.index import Index
@@ -36,4 +48,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'embtune' has no attribute {name!r}")
 
 
-__all__ = ["load", "Index", "__version__"]
+__all__ = ["load", "mine", "Index", "__version__"]

@@ -143,6 +143,26 @@ def _add_serve(sub) -> None:
     p.add_argument("--device", default=None)
 
 
+def _add_mine(sub) -> None:
+    p = sub.add_parser("mine", help="mine hard negatives for (query, positive) pairs from a corpus -> triples",
+                       description="Rank the corpus for every pair's query with MODEL and write (sent0, sent1, "
+                                   "hard_neg) rows for sup-simcse, the negatives taken from ranks RANGE_MIN+1 … "
+                                   "RANGE_MAX, never a known positive of the query, and dropped when scored above "
+                                   "the positive's score minus MARGIN (likely false negatives).")
+    p.add_argument("model", help="the model that ranks (built-in name, folder or Hugging Face id)")
+    p.add_argument("--pairs", required=True, help="(query, positive) pairs: .csv/.tsv/.jsonl with sent0, sent1")
+    p.add_argument("--corpus", required=True, help="candidate texts: .txt (one per line) or BEIR corpus.jsonl; "
+                                                    "must hold every positive")
+    p.add_argument("--output", required=True, help="the triples: .csv (header sent0,sent1,hard_neg) or .jsonl")
+    p.add_argument("--range-min", type=int, default=10, help="skip the top N of each ranking (default 10)")
+    p.add_argument("--range-max", type=int, default=50, help="the window ends at this rank (default 50)")
+    p.add_argument("--num-negatives", type=int, default=1, help="negatives (triples) per pair (default 1)")
+    p.add_argument("--margin", type=float, default=0.05,
+                   help="drop a candidate scoring above the positive's cosine minus this (default 0.05)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default=None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embtune", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -154,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_index(sub)
     _add_search(sub)
     _add_serve(sub)
+    _add_mine(sub)
     return parser
 
 
@@ -389,6 +410,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mine(args: argparse.Namespace) -> int:
+    from embtune.training.mining import mine
+
+    if args.batch_size < 1:
+        raise EmbtuneError(f"--batch-size {args.batch_size}: expected >= 1")
+    _, report = mine(args.model, args.pairs, args.corpus, args.output, range_min=args.range_min,
+                     range_max=args.range_max, num_negatives=args.num_negatives, margin=args.margin,
+                     batch_size=args.batch_size, device=args.device, show_progress=sys.stderr.isatty())
+    print(f"wrote {args.output}: {report.summary()}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from embtune.utils import setup_logging
 
@@ -396,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return {"train": cmd_train, "eval": cmd_eval, "encode": cmd_encode, "report": cmd_report, "index": cmd_index,
-                "search": cmd_search, "serve": cmd_serve}[args.command](args)
+                "search": cmd_search, "serve": cmd_serve, "mine": cmd_mine}[args.command](args)
     except EmbtuneError as e:
         print(f"embtune: error: {e}", file=sys.stderr)
         return 2
