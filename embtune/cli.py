@@ -200,7 +200,11 @@ def resume_config(run_dir: Path, given: dict):
     if not isinstance(saved, dict):
         raise EmbtuneError(f"{saved_path}: expected a JSON object of option: value")
     saved_cfg = config_from_saved(saved, saved_path).to_dict()
+    from embtune.config import GENERIC_OPTIONS
+
     for name, value in given.items():
+        if isinstance(value, list) and name in GENERIC_OPTIONS:  # a repeated flag -> its saved form
+            value = GENERIC_OPTIONS[name].coerce(value)
         if name == "output":
             if Path(value).resolve() != run_dir.resolve():
                 raise EmbtuneError(f"--output {value}: a resumed run continues in its own folder {run_dir}; "

@@ -75,10 +75,25 @@ class TrainConfig:
     mini_batch_size: int | None = option(None, "gradient caching: embed in chunks of this many sequences", check=at_least(1))
     save_steps: int | None = option(None, "write a checkpoint every N steps (atomic; continue with --resume)", check=at_least(1))
     save_total_limit: int | None = option(None, "keep only the newest N checkpoints", check=at_least(1))
-    # evaluation during training (SimCSE's official setting: every 125 steps on STS-B dev, keep the best)
-    eval_steps: int | None = option(None, "evaluate every N steps and keep the best checkpoint", check=at_least(1))
-    eval_sickr: bool = option(False, "also evaluate on SICK-R dev")
-    metric_for_best: str = option("stsb_dev_spearman", "the metric that selects the checkpoint")
+    # evaluation during training (SimCSE's official setting: every 125 steps on STS-B dev, keep the best);
+    # the starting model is evaluated at step 0 and is a candidate
+    eval_steps: int | None = option(None, "evaluate every N steps (and at step 0 and the last step) and keep the best "
+                                          "checkpoint", check=at_least(1))
+    eval_task: str | None = option(None, "the task(s) to evaluate and select on, repeatable or comma-separated: stsb-dev "
+                                         "(default), sickr-dev, lcqmc, atec, bq, pawsx, stsb-zh, beir:<folder>, "
+                                         "scored:<pairs>, binary:<pairs>, classes:<file>, NAME=... to name one "
+                                         "(see embtune/evaluation/tasks.py); without --eval-steps: step 0 and the end",
+                                   repeatable=True)
+    eval_sickr: bool = option(False, "also evaluate on SICK-R dev (= --eval-task sickr-dev)")
+    metric_for_best: str | None = option(None, "the metric that selects the checkpoint, TASK/METRIC (e.g. "
+                                               "stsb-dev/spearman, beir:android/ndcg@10, dev/ap); default: the first "
+                                               "eval task's first metric")
+    dev_fraction: float | None = option(None, "hold out this share of the labelled training data, by query/group, "
+                                              "as the eval task 'dev' (rows written to OUTPUT/dev_split.tsv)",
+                                        check=lambda v: None if v is None or 0 < v <= 0.5 else "a value in (0, 0.5]")
+    anchor_weight: float = option(0.0, "λ of a regulariser toward the starting model: λ·mean(1 − cos(embedding, the "
+                                       "frozen starting model's embedding of the same input)); 0 = off",
+                                  check=at_least(0))
     #: the chosen objective's own options (an instance of its ``Options`` dataclass)
     objective_options: Any = field(default=None, repr=True)
 
@@ -95,12 +110,29 @@ class TrainConfig:
             problem = o.problem(getattr(self.objective_options, o.name))
             if problem:
                 raise error(o, problem)
-        from embtune.evaluation.dev import DEV_METRICS
+        self.eval_specs()  # task names and --metric-for-best are checked now, before any file is read
+        return self
 
-        if self.metric_for_best not in DEV_METRICS:
-            raise EmbtuneError(f"--metric-for-best: expected one of {', '.join(DEV_METRICS)}, got {self.metric_for_best!r}")
-        if self.metric_for_best == "sickr_dev_spearman" and not self.eval_sickr:
-            raise EmbtuneError("--metric-for-best sickr_dev_spearman needs --eval-sickr")
+    @property
+    def evaluates(self) -> bool:
+        """Whether the run evaluates during training (and selects a checkpoint)."""
+        return bool(self.eval_steps or self.eval_task or self.dev_fraction or self.eval_sickr)
+
+    def eval_specs(self, dev_split=None):
+        """(eval task specs, metric for best, higher is better). ``dev_split``: the held-out data's exact task
+        spec once the training file is read; before that, a stand-in declaring every metric a dev task may have."""
+        from embtune.evaluation.tasks import parse_tasks, resolve_metric, dev_split_placeholder
+
+        if not self.evaluates:
+            if self.metric_for_best is not None:
+                raise EmbtuneError("--metric-for-best: no evaluation is asked for; add --eval-steps N, --eval-task or "
+                                   "--dev-fraction")
+            return [], None, True
+        if self.dev_fraction and dev_split is None:
+            dev_split = dev_split_placeholder()
+        tasks = parse_tasks(self.eval_task, sickr=self.eval_sickr, dev_split=dev_split)
+        metric, higher = resolve_metric(self.metric_for_best, tasks)
+        return tasks, metric, higher
         return self
 
     def to_dict(self) -> dict[str, Any]:

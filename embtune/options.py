@@ -31,12 +31,14 @@ class Spec:
     check: Check | None = None
     #: (other option, values): this option only applies when the other option has one of these values
     only_with: tuple[str, tuple[Any, ...]] | None = None
+    #: a list option: the flag may be repeated and the YAML value may be a list; held as one comma-separated string
+    repeatable: bool = False
 
 
 def option(default: Any, help: str, *, choices: Iterable[str] | None = None, check: Check | None = None,
-           only_with: tuple[str, tuple[Any, ...]] | None = None) -> Any:
+           only_with: tuple[str, tuple[Any, ...]] | None = None, repeatable: bool = False) -> Any:
     """Declare a dataclass field as a user-facing option."""
-    spec = Spec(help, tuple(choices) if choices is not None else None, check, only_with)
+    spec = Spec(help, tuple(choices) if choices is not None else None, check, only_with, repeatable)
     return field(default=default, metadata={"option": spec})
 
 
@@ -99,6 +101,11 @@ class Option:
                 return float(value)
             except (TypeError, ValueError):
                 raise ValueError(f"expected a number, got {value!r}") from None
+        if self.spec.repeatable and isinstance(value, (list, tuple)):
+            items = [str(v).strip() for v in value]
+            if not all(items) or any(isinstance(v, (dict, list)) for v in value):
+                raise ValueError(f"expected a list of non-empty values, got {value!r}")
+            return ",".join(items)
         if isinstance(value, (dict, list)):
             raise ValueError(f"expected a single value, got {value!r}")
         return str(value)
@@ -144,6 +151,8 @@ def add_flags(parser: argparse.ArgumentParser, options: Iterable[Option], note: 
             kwargs.update(nargs="?", const=True, type=_cli_value(o), metavar="{true,false}")
         else:
             kwargs.update(type=_cli_value(o))
+            if o.spec.repeatable:
+                kwargs["action"] = "append"
             if o.spec.choices:
                 kwargs["choices"] = list(o.spec.choices)
         parser.add_argument(o.flag, **kwargs)

@@ -28,11 +28,13 @@ from embtune.data import read_train_file
 from embtune.encoders import TransformerEncoder, load_encoder
 from embtune.encoders.base import Encoder, autocast
 from embtune.errors import EmbtuneError
-from embtune.evaluation.dev import evaluate_dev, is_better
+from embtune.data.dev_split import DevSplit, dev_task, hold_out, write_held_out
+from embtune.evaluation.tasks import LoadedTask, evaluate_tasks, load_task
 from embtune.objectives import Batch, Objective, get_objective_class
 from embtune.objectives.mlm import AuxiliaryMLM
 from embtune.precision import resolve_precision
 from embtune.training import checkpoint as ckpt
+from embtune.training.anchor import AnchorRegularizer
 from embtune.training.distributed import DistContext
 from embtune.training.grad_cache import grad_cache_step
 from embtune.utils import library_versions, resolve_device, seed_everything, write_json
@@ -91,11 +93,16 @@ def embed_views(encoder: Encoder, views: list[list[list[int]]], device: torch.de
 
 
 class EvalTracker:
-    """Evaluates every ``eval_steps`` steps, logs to JSON lines and TensorBoard, keeps the best weights
-    in memory (as the official code keeps the best checkpoint) and restores them at the end."""
+    """Evaluates the eval tasks at step 0 (the starting model is a candidate) and every ``eval_steps``
+    steps, logs to JSON lines and TensorBoard, keeps the best weights in memory (as the official SimCSE
+    code keeps the best checkpoint) and restores them at the end: a run never returns a model worse on
+    the selection metric than the one it started from."""
 
-    def __init__(self, cfg: TrainConfig, out: Path, active: bool):
-        self.cfg, self.out, self.active = cfg, out, active
+    def __init__(self, cfg: TrainConfig, out: Path, active: bool, tasks: list[LoadedTask] | None = None,
+                 metric: str | None = None, higher_is_better: bool = True):
+        self.cfg, self.out, self.active = cfg, out, active and bool(tasks)
+        self.tasks = tasks or []
+        self.metric, self.higher = metric, higher_is_better
         self.history: list[dict] = []
         self.best: float | None = None
         self.best_step: int | None = None
@@ -107,23 +114,32 @@ class EvalTracker:
             self.tb.add_scalar("train/loss", loss, step)
             self.tb.add_scalar("train/lr", lr, step)
 
+    def is_better(self, value: float) -> bool:
+        """Strictly better than the best so far (a tie keeps the earlier step, the starting model first)."""
+        if self.best is None:
+            return True
+        if not math.isfinite(self.best):
+            return math.isfinite(value)
+        return value > self.best if self.higher else value < self.best
+
     def evaluate(self, encoder: Encoder, step: int) -> None:
         if not self.active:
             return
-        m = evaluate_dev(encoder, sickr=self.cfg.eval_sickr, precision=self.cfg.precision)
-        rec = {"step": step, **m}
+        t0 = time.perf_counter()
+        m = evaluate_tasks(self.tasks, encoder, precision=self.cfg.precision)
+        rec = {"step": step, **m, "eval_seconds": round(time.perf_counter() - t0, 3)}
         self.history.append(rec)
         with open(self.out / "eval_history.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
         if self.tb is not None:
             for k, v in m.items():
                 self.tb.add_scalar(f"eval/{k}", v, step)
-        value = m[self.cfg.metric_for_best]
-        if is_better(self.cfg.metric_for_best, value, self.best):
+        value = m[self.metric]
+        if self.is_better(value):
             self.best, self.best_step = value, step
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in encoder.state_dict().items()}
         logger.info("step %d: %s (best %s %.4f at step %d)", step,
-                    " ".join(f"{k}={v:.4f}" for k, v in m.items()), self.cfg.metric_for_best, self.best, self.best_step)
+                    " ".join(f"{k}={v:.4f}" for k, v in m.items()), self.metric, self.best, self.best_step)
 
     def state(self) -> dict:
         return {"history": self.history, "best": self.best, "best_step": self.best_step}
@@ -135,15 +151,21 @@ class EvalTracker:
     def finish(self, encoder: Encoder) -> dict:
         if self.best_state is not None:
             encoder.load_state_dict(self.best_state)
-            logger.info("loaded the best checkpoint: step %d (%s %.4f)", self.best_step, self.cfg.metric_for_best, self.best)
-        if self.history and self.active:
+            logger.info("selected the checkpoint of step %d (%s %.4f%s)", self.best_step, self.metric, self.best,
+                        "; the starting model: training did not improve on it" if self.best_step == 0 else "")
+        sts = next((t.spec.name for t in self.tasks if t.spec.kind == "stsb-dev"), None)
+        if self.history and self.active and sts is not None:
             from embtune.evaluation.plots import plot_align_uniform
 
-            plot_align_uniform(self.history, self.out / "align_uniform.png", title=f"{self.cfg.objective} ({self.cfg.model})")
+            points = [{"step": h["step"], "alignment": h[f"{sts}/alignment"], "uniformity": h[f"{sts}/uniformity"]}
+                      for h in self.history]
+            plot_align_uniform(points, self.out / "align_uniform.png", title=f"{self.cfg.objective} ({self.cfg.model})")
         if self.tb is not None:
             self.tb.close()
-        return {"best_step": self.best_step, "best_metric": self.cfg.metric_for_best, "best_value": self.best,
-                "evaluations": self.history}
+        start = next((h[self.metric] for h in self.history if h["step"] == 0), None)
+        return {"best_step": self.best_step, "selected_step": self.best_step, "best_metric": self.metric,
+                "best_value": self.best, "start_value": start,
+                "eval_tasks": [t.spec.name for t in self.tasks], "evaluations": self.history}
 
 
 def _tensorboard(out: Path):
@@ -242,6 +264,15 @@ class Trainer:
         self.objective: Objective = objective_cls.from_config(cfg)
         self.data = read_train_file(cfg.train_file)
         self.objective.check_columns(self.data.path, self.data.columns)
+        self.dev_split: DevSplit | None = None
+        dev_spec = dev_eval = None
+        if cfg.dev_fraction:
+            self.dev_split = hold_out(self.data, cfg.dev_fraction)
+            self.data = self.dev_split.train
+            dev_spec, dev_eval = dev_task(self.dev_split)
+        specs, metric, higher = cfg.eval_specs(dev_split=dev_spec)
+        # every eval task's files are read now: a bad one fails before the first step
+        tasks = [load_task(t, dev_eval if t is dev_spec else None) for t in specs] if self.dist.is_main else []
         if len(self.data) < 2:
             raise EmbtuneError(f"{self.data.path}: {len(self.data)} example(s); contrastive training needs at least 2 (no negatives otherwise)")
         self.global_batch = cfg.batch_size * self.dist.world
@@ -304,7 +335,9 @@ class Trainer:
                                            fused=self.device.type == "cuda")  # one kernel per step on a GPU
         self.scheduler = linear_schedule(self.optimizer, cfg.warmup_steps, self.total_steps)
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None
-        self.tracker = EvalTracker(cfg, self.out, active=self.dist.is_main)
+        self.tracker = EvalTracker(cfg, self.out, active=self.dist.is_main, tasks=tasks, metric=metric,
+                                   higher_is_better=higher)
+        self.anchor = AnchorRegularizer(self.encoder, cfg.anchor_weight) if cfg.anchor_weight else None
         self.step, self.epoch, self.pos = 0, 0, 0
         self.losses: list[float] = []
         self.seen = 0
@@ -328,12 +361,17 @@ class Trainer:
         n_views, n = len(views), len(views[0])
         scale = self.scaler.scale if self.scaler is not None else (lambda x: x)
 
+        anchor_targets = self.anchor.targets(views, self.device, cfg.precision) if self.anchor is not None else None
+
         def loss_from(emb: torch.Tensor) -> torch.Tensor:
             emb = emb.view(n_views, n, -1)
             if self.objective.needs_global_batch:
-                return self.objective.loss(self.dist.gather(emb), batch)
-            # no in-batch interaction: the global loss is the mean of the processes' losses
-            return self.objective.loss(emb, batch) / world
+                loss = self.objective.loss(self.dist.gather(emb), batch)
+            else:  # no in-batch interaction: the global loss is the mean of the processes' losses
+                loss = self.objective.loss(emb, batch) / world
+            if anchor_targets is not None:  # this process's rows; the global term is the mean over processes
+                loss = loss + self.anchor(emb, anchor_targets) / world
+            return loss
 
         if cfg.mini_batch_size and cfg.mini_batch_size < n_views * n:
             flat = [seq for view in views for seq in view]
@@ -412,6 +450,10 @@ class Trainer:
             self.load_last_checkpoint()
         elif self.dist.is_main:
             (self.out / "eval_history.jsonl").unlink(missing_ok=True)
+            if self.dev_split is not None:
+                write_held_out(self.dev_split, self.out / "dev_split.tsv")
+        if not self.resume:
+            self.tracker.evaluate(self.encoder, 0)  # the starting model is a candidate
         self.encoder.train()
         self.objective.train()
         t_start = time.perf_counter()
@@ -447,7 +489,7 @@ class Trainer:
                         logger.info("step %d/%d loss %.4g %.1f ex/s", self.step, self.total_steps, loss,
                                     (self.seen - seen_at_start) / elapsed)
                     self.tracker.log_loss(self.step, loss, self.scheduler.get_last_lr()[0])
-                    if cfg.eval_steps and (self.step % cfg.eval_steps == 0 or self.step == self.total_steps):
+                    if self.step == self.total_steps or (cfg.eval_steps and self.step % cfg.eval_steps == 0):
                         self.tracker.evaluate(self.encoder, self.step)
                         self.encoder.train()
                     if cfg.save_steps and self.step % cfg.save_steps == 0 and self.step < self.total_steps:
@@ -477,6 +519,7 @@ class Trainer:
             "train_examples": len(self.data),
             "skipped_blank_lines": self.data.skipped_blank,
             "pooler": self.encoder.pooler,
+            **({"dev_split": self.dev_split.summary()} if self.dev_split is not None else {}),
             **best,
         }
         if self.dist.is_main:

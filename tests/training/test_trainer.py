@@ -87,24 +87,26 @@ def test_best_checkpoint_is_restored(tiny_bert, unsup_file, tmp_path, monkeypatc
     """A run whose dev score peaks mid-training ends with the peak checkpoint's weights."""
     import embtune.training.trainer as trainer_mod
 
-    scripted = iter([10.0, 50.0, 20.0])
+    scripted = iter([5.0, 10.0, 50.0, 20.0])  # steps 0, 2, 4, 6
     snapshots = []
 
-    def fake_dev(encoder, sickr=False, batch_size=64, precision="fp32"):
+    def fake_eval(tasks, encoder, batch_size=64, precision="fp32"):
         snapshots.append({k: v.detach().clone() for k, v in encoder.state_dict().items()})
-        return {"stsb_dev_spearman": next(scripted), "alignment": 0.5, "uniformity": -2.0}
+        return {"stsb-dev/spearman": next(scripted), "stsb-dev/alignment": 0.5, "stsb-dev/uniformity": -2.0}
 
-    monkeypatch.setattr(trainer_mod, "evaluate_dev", fake_dev)
-    m = train(cfg_for(tiny_bert, unsup_file, tmp_path / "o", max_steps=6, eval_steps=2), progress=False)
-    assert m["best_step"] == 4 and m["best_value"] == 50.0
-    assert len(snapshots) == 3
+    monkeypatch.setattr(trainer_mod, "evaluate_tasks", fake_eval)
+    m = train(cfg_for(tiny_bert, unsup_file, tmp_path / "o", max_steps=6, eval_steps=2,
+                      metric_for_best="stsb_dev_spearman"), progress=False)
+    assert m["best_step"] == 4 and m["best_value"] == 50.0 and m["best_metric"] == "stsb-dev/spearman"
+    assert m["start_value"] == 5.0
+    assert len(snapshots) == 4
     saved = load_file(str(tmp_path / "o" / "model.safetensors"))
-    peak, last = snapshots[1], snapshots[2]
+    peak, last = snapshots[2], snapshots[3]
     key = next(k for k in saved if k.endswith("word_embeddings.weight"))
     assert (saved[key] == peak["backbone." + key]).all()
     assert not (saved[key] == last["backbone." + key]).all()
     lines = (tmp_path / "o" / "eval_history.jsonl").read_text().splitlines()
-    assert [json.loads(x)["step"] for x in lines] == [2, 4, 6]
+    assert [json.loads(x)["step"] for x in lines] == [0, 2, 4, 6]
     assert (tmp_path / "o" / "align_uniform.png").stat().st_size > 1000
     assert any((tmp_path / "o" / "tensorboard").iterdir())
 
@@ -112,8 +114,10 @@ def test_best_checkpoint_is_restored(tiny_bert, unsup_file, tmp_path, monkeypatc
 def test_real_dev_evaluation_runs(tiny_bert, unsup_file, tmp_path):
     m = train(cfg_for(tiny_bert, unsup_file, tmp_path / "o", max_steps=2, eval_steps=2, eval_sickr=True), progress=False)
     ev = m["evaluations"][0]
-    assert set(ev) == {"step", "stsb_dev_spearman", "sickr_dev_spearman", "alignment", "uniformity"}
-    assert 0 <= ev["alignment"] <= 4 and ev["uniformity"] <= 0
+    assert ev["step"] == 0 and m["evaluations"][1]["step"] == 2
+    assert set(ev) == {"step", "stsb-dev/spearman", "sickr-dev/spearman", "stsb-dev/alignment",
+                       "stsb-dev/uniformity", "eval_seconds"}
+    assert 0 <= ev["stsb-dev/alignment"] <= 4 and ev["stsb-dev/uniformity"] <= 0
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

@@ -1,0 +1,225 @@
+"""Own-task evaluation on sentence pairs: graded scores (Spearman) and binary labels (pair classification).
+
+A pair file has three columns — sentence1, sentence2, and a score or a 0/1 label — as ``.tsv`` or
+``.csv`` (optional header ``sent0,sent1,score`` / ``sent0,sent1,label``, or ``sentence1,sentence2,...``) or
+``.jsonl`` (fields ``sent0``, ``sent1`` and ``score`` or ``label``); any of them gzipped. Blank lines are
+skipped and counted; anything else that is not as expected is an error naming the file and line.
+
+- scored pairs: Spearman (and Pearson) ×100 between the cosine of the two sentences and the score,
+  as STS is evaluated (Agirre et al.; SentEval);
+- binary pairs: the metrics of pair classification as sentence-transformers'
+  ``BinaryClassificationEvaluator`` and TSDAE/USEB report them for TwitterPara (Wang et al. 2021):
+  average precision (×100) of the cosine against the label, and the accuracy and F1 (×100) at the
+  best cosine threshold (each chosen on the same pairs), with those thresholds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from embtune.data.readers import read_text_lines
+from embtune.errors import EmbtuneError, located
+from embtune.evaluation.sts import _cosine, correlations
+
+logger = logging.getLogger(__name__)
+
+TEXT_HEADERS = (("sent0", "sent1"), ("sentence1", "sentence2"), ("s1", "s2"), ("text1", "text2"))
+VALUE_HEADERS = ("score", "label")
+
+
+@dataclass
+class PairData:
+    path: str
+    sent1: list[str]
+    sent2: list[str]
+    values: np.ndarray
+    #: line number of each pair in the file (for error messages)
+    lines: list[int]
+    skipped_blank: int = 0
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def _is_header(cells: list[str]) -> bool:
+    low = tuple(c.strip().lower() for c in cells)
+    return len(low) == 3 and low[:2] in TEXT_HEADERS and low[2] in VALUE_HEADERS
+
+
+def read_pair_file(path: str | Path, what: str = "score") -> PairData:
+    """Read (sentence1, sentence2, value) rows; ``what`` names the third column in messages."""
+    path = Path(path)
+    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    suffix = Path(name).suffix.lower()
+    if suffix not in (".tsv", ".csv", ".jsonl"):
+        raise EmbtuneError(f"{path}: unsupported pair file type {suffix!r}; expected .tsv, .csv or .jsonl "
+                           f"with sentence1, sentence2, {what}")
+    lines = read_text_lines(path)
+    s1: list[str] = []
+    s2: list[str] = []
+    vals: list[float] = []
+    where: list[int] = []
+    blank = 0
+    if suffix == ".jsonl":
+        rows = []
+        for i, ln in enumerate(lines, 1):
+            if not ln.strip():
+                blank += 1
+                continue
+            try:
+                obj = json.loads(ln)
+            except json.JSONDecodeError as e:
+                raise located(path, i, f"invalid JSON ({e.msg}); expected an object with sent0, sent1, {what}") from e
+            if not isinstance(obj, dict) or not all(k in obj for k in ("sent0", "sent1")) or what not in obj:
+                raise located(path, i, f"expected an object with fields 'sent0', 'sent1' and {what!r}")
+            rows.append((i, [obj["sent0"], obj["sent1"], obj[what]]))
+    else:
+        delim = "\t" if suffix == ".tsv" else ","
+        quoting = csv.QUOTE_NONE if delim == "\t" else csv.QUOTE_MINIMAL
+        reader = csv.reader(io.StringIO("\n".join(lines)), delimiter=delim, quoting=quoting, strict=True)
+        rows = []
+        try:
+            for row in reader:
+                if not row or all(not c.strip() for c in row):
+                    blank += 1
+                    continue
+                if not rows and not s1 and _is_header(row):
+                    continue
+                rows.append((reader.line_num, row))
+        except csv.Error as e:
+            raise located(path, reader.line_num, f"malformed {suffix[1:].upper()} ({e})") from e
+    for i, cells in rows:
+        if len(cells) != 3:
+            raise located(path, i, f"expected 3 columns (sentence1, sentence2, {what}), found {len(cells)}")
+        a, b, v = cells
+        for col, text in (("sentence1", a), ("sentence2", b)):
+            if not isinstance(text, str) or not text.strip():
+                raise located(path, i, f"{col} is empty or not text; expected a sentence")
+        try:
+            value = float(v)
+        except (TypeError, ValueError):
+            raise located(path, i, f"{what} {v!r} is not a number") from None
+        if not np.isfinite(value):
+            raise located(path, i, f"{what} {v!r} is not a finite number")
+        s1.append(a.strip())
+        s2.append(b.strip())
+        vals.append(value)
+        where.append(i)
+    if not vals:
+        raise EmbtuneError(f"{path}: no pairs (the file is empty or holds only blank lines)")
+    if blank:
+        logger.warning("%s: skipped %d blank line(s)", path, blank)
+    return PairData(str(path), s1, s2, np.asarray(vals, dtype=np.float64), where, blank)
+
+
+def check_binary(data: PairData) -> np.ndarray:
+    """The labels as 0/1 integers; any other value is an error naming its line."""
+    for v, line in zip(data.values, data.lines):
+        if v not in (0.0, 1.0):
+            raise located(data.path, line, f"label {v:g} is not 0 or 1; a binary pair file needs 0/1 labels "
+                                           "(for graded scores use a scored pair task)")
+    labels = data.values.astype(np.int64)
+    if labels.min() == labels.max():
+        raise EmbtuneError(f"{data.path}: every label is {labels[0]}; a binary pair file needs both 0 and 1 labels")
+    return labels
+
+
+def pair_cosines(encoder, data: PairData, batch_size: int = 64, precision: str = "fp32") -> np.ndarray:
+    sents = list(dict.fromkeys([*data.sent1, *data.sent2]))
+    emb = encoder.encode(sents, batch_size=batch_size, precision=precision)
+    row = {s: i for i, s in enumerate(sents)}
+    return _cosine(emb[[row[s] for s in data.sent1]], emb[[row[s] for s in data.sent2]])
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """AP = Σ_n (R_n − R_{n−1}) · P_n over the distinct score thresholds, highest first (tied scores
+    form one threshold), as scikit-learn's ``average_precision_score``."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    last_of_group = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # index of the last item at each threshold
+    tp = np.cumsum(y)[last_of_group]
+    predicted = last_of_group + 1
+    precision = tp / predicted
+    recall = tp / y.sum()
+    prev_recall = np.r_[0.0, recall[:-1]]
+    return float(np.sum((recall - prev_recall) * precision))
+
+
+def best_threshold_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy and F1 at their best thresholds (predict 1 when cosine >= threshold).
+
+    Candidate thresholds are the scores themselves (and +inf: predict all 0); the threshold reported is the
+    midpoint between the chosen score and the next lower one, as sentence-transformers reports it."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    n, pos = len(y), int(y.sum())
+    last_of_group = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    tp = np.r_[0, np.cumsum(y)[last_of_group]]       # predicted positive: none, then the top groups
+    predicted = np.r_[0, last_of_group + 1]
+    fp = predicted - tp
+    tn = (n - pos) - fp
+    acc = (tp + tn) / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1 = np.where(tp > 0, 2 * tp / (predicted + pos), 0.0)
+    cuts = np.r_[np.inf, s[last_of_group]]
+    nxt = np.r_[s[last_of_group], -np.inf]
+
+    def threshold(i: int) -> float:
+        if i == 0:  # predict none: just above the highest score
+            return float(np.nextafter(s[0], np.inf))
+        return float((cuts[i] + nxt[i]) / 2) if np.isfinite(nxt[i]) else float(cuts[i])
+
+    ia, i_f = int(np.argmax(acc)), int(np.argmax(f1))
+    return {"accuracy": 100 * float(acc[ia]), "accuracy_threshold": threshold(ia),
+            "f1": 100 * float(f1[i_f]), "f1_threshold": threshold(i_f)}
+
+
+class ScoredPairEval:
+    """Spearman/Pearson ×100 of the cosine against graded scores."""
+
+    kind = "scored"
+    metrics = {"spearman": True, "pearson": True}
+    primary = "spearman"
+
+    def __init__(self, data: PairData):
+        if len(data) < 2 or np.ptp(data.values) == 0:
+            raise EmbtuneError(f"{data.path}: a scored pair task needs at least 2 pairs with different scores")
+        self.data = data
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "ScoredPairEval":
+        return cls(read_pair_file(path, "score"))
+
+    def evaluate(self, encoder, batch_size: int = 64, precision: str = "fp32") -> dict[str, float]:
+        cos = pair_cosines(encoder, self.data, batch_size, precision)
+        sp, pe = correlations(cos, self.data.values)
+        return {"spearman": sp, "pearson": pe}
+
+
+class BinaryPairEval:
+    """Pair classification: AP ×100 of the cosine, best-threshold accuracy and F1 ×100."""
+
+    kind = "binary"
+    metrics = {"ap": True, "accuracy": True, "f1": True}
+    primary = "ap"
+
+    def __init__(self, data: PairData):
+        self.data = data
+        self.labels = check_binary(data)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "BinaryPairEval":
+        return cls(read_pair_file(path, "label"))
+
+    def evaluate(self, encoder, batch_size: int = 64, precision: str = "fp32") -> dict[str, float]:
+        cos = pair_cosines(encoder, self.data, batch_size, precision)
+        return {"ap": 100 * average_precision(cos, self.labels), **best_threshold_metrics(cos, self.labels)}
