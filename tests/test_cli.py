@@ -117,3 +117,27 @@ def test_an_os_error_is_a_message_not_a_traceback(tiny_bert, tmp_path, capsys, m
     assert main(["encode", str(tiny_bert), "--input", "a.txt", "--output", "x.npy"]) == 1
     err = capsys.readouterr().err
     assert "x.npy: No space left on device" in err and "Traceback" not in err
+
+
+def test_eval_task_flag_repeats_and_yaml_takes_a_list(tiny_bert, tmp_path, capsys):
+    pairs = tmp_path / "p.tsv"
+    pairs.write_text("".join(f"{SENTENCES[i]}\t{SENTENCES[(i + 1) % 12]}\t{i % 2}\n" for i in range(12)), encoding="utf-8")
+    train_pairs = tmp_path / "t.tsv"
+    train_pairs.write_text("".join(f"{SENTENCES[i]}\t{SENTENCES[(i + 3) % 12]}\n" for i in range(12)), encoding="utf-8")
+    base = ["train", "--model", str(tiny_bert), "--objective", "sup-simcse", "--train-file", str(train_pairs),
+            "--batch-size", "4", "--max-steps", "2", "--no-progress"]
+    assert main([*base, "--eval-task", f"binary:{pairs}", "--eval-task", f"s=scored:{pairs}",
+                 "--metric-for-best", "s/spearman", "--output", str(tmp_path / "o")]) == 0
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert m["eval_tasks"] == ["binary:p", "s"] and m["best_metric"] == "s/spearman"
+    assert [e["step"] for e in m["evaluations"]] == [0, 2]  # without --eval-steps: the start and the end
+    assert json.loads((tmp_path / "o" / "train_config.json").read_text())["eval_task"] == f"binary:{pairs},s=scored:{pairs}"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"eval_task:\n  - binary:{pairs}\nmetric_for_best: binary:p/f1\n", encoding="utf-8")
+    assert main([*base, "--config", str(cfg), "--output", str(tmp_path / "y")]) == 0
+    assert json.loads((tmp_path / "y" / "metrics.json").read_text())["best_metric"] == "binary:p/f1"
+    assert main([*base, "--metric-for-best", "binary:p/ndcg@10", "--eval-task", f"binary:{pairs}",
+                 "--output", str(tmp_path / "z")]) == 2
+    assert "--metric-for-best 'binary:p/ndcg@10': no eval task produces it" in capsys.readouterr().err
+    assert main([*base, "--dev-fraction", "0.7", "--output", str(tmp_path / "w")]) == 2
+    assert "--dev-fraction: expected a value in (0, 0.5], got 0.7" in capsys.readouterr().err
