@@ -1,0 +1,315 @@
+"""Domain benchmark: does tuning all-MiniLM-L6-v2 on a domain's own data help on that domain's task?
+
+    python -m bench.domains [--domains mathematica,twitterpara,stsb-zh] [--recipes unsup,sup] [--steps 100]
+
+writes docs/domains.md (a benchmark, not a test). Every recipe gets the same budget (``--steps`` steps of
+batch 64, max_seq_length 32, lr 3e-5, the SimCSE defaults) and own-task selection: the starting model is
+evaluated at step 0 and every ``--eval-steps``, and the run returns its best checkpoint on the domain's
+selection split — never on the evaluation split. Each finished run is kept under ``--work``
+(``runs/bench-domains/<domain>/<recipe>/bench.json``) and skipped when the script is run again, so the
+table grows run by run; the table is rewritten after every run.
+
+Domains (data from the shared data folder, ``--data``; the rules that split it are fixed and stated):
+
+- ``cqa-<forum>``: CQADupStack title-only duplicate retrieval. Queries with int(sha1(query id), 16) even are
+  the tuning half, the others the evaluation half (nDCG@10 and MAP@100 over the full corpus, reported).
+  Of the tuning half, the first 20% of queries in SHA-1 order of their id are the selection slice, ranked
+  against a sub-corpus (their relevant titles + 3,000 titles, the first in SHA-1 order of their id) so an
+  evaluation costs seconds; the rest give the (question, duplicate) training pairs. Unlabeled: all titles.
+- ``twitterpara``: PIT-2015. Evaluation: AP of the cosine on the 838 test pairs with a binary label.
+  dev.data's pairs with n_yes >= 3 are 1, n_yes <= 1 are 0 (2 = debatable, dropped); grouped by their first
+  tweet, the first 20% of groups in SHA-1 order are the selection slice (AP), the rest the tuning pairs.
+  Unlabeled: every distinct tweet of dev.data.
+- ``<zh set>`` (lcqmc, atec, bq, pawsx, stsb-zh): Spearman of the cosine with the label (senteval_cn). Dev pairs
+  for tuning and selection (grouped by sentence1, first 20% of groups in SHA-1 order = selection), test for
+  evaluation; BQ has only a dev split: its pairs grouped by sentence1, the first half of the groups in SHA-1
+  order are BQ's evaluation half, the rest its dev. Unlabeled: the dev sentences of the tuning part.
+
+Recipes: ``unsup`` (unsup SimCSE on the unlabeled in-domain text), ``unsup-anchor`` (the same + anchor
+regularisation to the starting model, λ = ``--anchor``), ``sup`` (sup SimCSE on the positive pairs, in-batch
+negatives), ``sup-anchor``, ``cosent`` (CoSENT on the scored/binary pairs; when the objective exists).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import platform
+import random
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+MODEL = "minilm-l6"
+ZH = ("lcqmc", "atec", "bq", "pawsx", "stsb-zh")
+RECIPES = ("unsup", "unsup-anchor", "sup", "sup-anchor", "cosent")
+#: published anchors and the issue's measured starting points (all-MiniLM-L6-v2), per domain
+ANCHORS = {
+    "cqa": "TSDAE (bert-base, USEB title-only) CQADupStack MAP@100 14.5 (mean of 12 forums); MiniLM android full "
+           "query set nDCG@10 40.92 (issue)",
+    "twitterpara": "TSDAE (bert-base) AP 69.2; all-MiniLM-L6-v2 AP 71.9, all-mpnet-base-v2 81.3 (issue)",
+    "lcqmc": "CoSENT bert-base-chinese 78.69; unsup SimCSE bert-base-chinese 71.81; MiniLM 23.85 (issue)",
+    "atec": "CoSENT 49.74; unsup SimCSE 33.90; MiniLM 13.52",
+    "bq": "CoSENT 72.38; unsup SimCSE 50.29; MiniLM 24.73 (full dev)",
+    "pawsx": "CoSENT 60.00; unsup SimCSE 13.14; MiniLM 7.15",
+    "stsb-zh": "CoSENT 80.14; unsup SimCSE 71.09; MiniLM 37.80",
+}
+log = logging.getLogger("bench.domains")
+
+
+def sha(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def first_share(keys, share: float) -> set[str]:
+    """The first round(share · n) distinct keys in SHA-1 order (the fixed rule of every split here)."""
+    ordered = sorted(set(keys), key=lambda k: (sha(k), k))
+    return set(ordered[: max(1, round(share * len(ordered)))])
+
+
+def write_tsv(path: Path, header: tuple[str, ...], rows) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\t".join(header) + "\n")
+        for r in rows:
+            f.write("\t".join(str(c).replace("\t", " ").replace("\n", " ") for c in r) + "\n")
+
+
+def write_lines(path: Path, lines) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(s.replace("\n", " ") + "\n" for s in lines), encoding="utf-8")
+
+
+# ---- domain preparation -> {eval: spec, select: spec, pairs: file, scored: file, unlabeled: file, metric} -----------
+
+def prepare_cqa(forum: str, data: Path, out: Path) -> dict:
+    src = data / "domain" / "cqadupstack" / forum
+    corpus = [json.loads(x) for x in (src / "corpus.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
+    queries = {q["_id"]: q["text"] for q in map(json.loads, (src / "queries.jsonl").read_text(encoding="utf-8").splitlines())}
+    qrels = [x.split("\t") for x in (src / "qrels" / "test.tsv").read_text(encoding="utf-8").splitlines()[1:] if x.strip()]
+    tune = [r for r in qrels if int(sha(r[0]), 16) % 2 == 0]
+    evalh = [r for r in qrels if int(sha(r[0]), 16) % 2 == 1]
+    select_q = first_share([r[0] for r in tune], 0.2)
+    titles = {d["_id"]: d["text"] for d in corpus}
+    ev = out / "eval"
+    (ev / "qrels").mkdir(parents=True, exist_ok=True)
+    (ev / "corpus.jsonl").write_text((src / "corpus.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    (ev / "queries.jsonl").write_text((src / "queries.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    write_tsv(ev / "qrels" / "test.tsv", ("query-id", "corpus-id", "score"), evalh)
+    sel = out / "select"
+    (sel / "qrels").mkdir(parents=True, exist_ok=True)
+    sel_rows = [r for r in tune if r[0] in select_q]
+    keep = {r[1] for r in sel_rows} | set(sorted(titles, key=lambda i: (sha(i), i))[:3000])
+    (sel / "corpus.jsonl").write_text("".join(json.dumps({"_id": i, "text": titles[i]}) + "\n" for i in titles if i in keep),
+                                      encoding="utf-8")
+    (sel / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": queries[q]}) + "\n" for q in sorted(select_q)),
+                                       encoding="utf-8")
+    write_tsv(sel / "qrels" / "dev.tsv", ("query-id", "corpus-id", "score"), sel_rows)
+    train_rows = [(queries[q], titles[d]) for q, d, _ in tune if q not in select_q]
+    write_tsv(out / "pairs.tsv", ("sent0", "sent1"), train_rows)
+    write_lines(out / "unlabeled.txt", list(dict.fromkeys(titles.values())))
+    note = (f"{len(corpus):,} titles; tuning half {len({r[0] for r in tune})} queries ({len(train_rows)} training pairs, "
+            f"{len(select_q)} selection queries on a {len(keep):,}-title sub-corpus); evaluation half "
+            f"{len({r[0] for r in evalh})} queries / {len(evalh)} pairs on the full corpus")
+    return {"eval": f"beir:{ev}", "select": f"select=beir:{sel}", "pairs": out / "pairs.tsv", "scored": None,
+            "unlabeled": out / "unlabeled.txt", "metrics": ("ndcg@10", "map@100"), "note": note}
+
+
+def _split_pairs(rows: list[tuple[str, str, float]], share: float = 0.2):
+    sel = first_share([r[0] for r in rows], share)
+    return [r for r in rows if r[0] not in sel], [r for r in rows if r[0] in sel]
+
+
+def prepare_twitter(data: Path, out: Path) -> dict:
+    src = data / "domain" / "twitterpara" / "pit2015"
+    test_rows = []
+    data_lines = (src / "test.data").read_text(encoding="utf-8").splitlines()
+    labels = (src / "test.label").read_text(encoding="utf-8").splitlines()
+    for ln, lab in zip(data_lines, labels):
+        c = ln.split("\t")
+        verdict = lab.split("\t")[0]
+        if verdict in ("true", "false"):
+            test_rows.append((c[2], c[3], 1 if verdict == "true" else 0))
+    dev = []
+    for ln in (src / "dev.data").read_text(encoding="utf-8").splitlines():
+        c = ln.split("\t")
+        yes = int(c[4].strip("()").split(",")[0])
+        if yes >= 3 or yes <= 1:
+            dev.append((c[2], c[3], 1 if yes >= 3 else 0))
+    tune, sel = _split_pairs(dev)
+    write_tsv(out / "test.tsv", ("sent0", "sent1", "label"), test_rows)
+    write_tsv(out / "select.tsv", ("sent0", "sent1", "label"), sel)
+    write_tsv(out / "binary.tsv", ("sent0", "sent1", "label"), tune)
+    write_tsv(out / "pairs.tsv", ("sent0", "sent1"), [(a, b) for a, b, y in tune if y == 1])
+    write_lines(out / "unlabeled.txt", list(dict.fromkeys(s for a, b, _ in dev for s in (a, b))))
+    note = (f"test {len(test_rows)} pairs ({sum(r[2] for r in test_rows)} paraphrases); dev {len(dev)} labelled pairs: "
+            f"{len(tune)} tuning ({sum(r[2] for r in tune)} positive), {len(sel)} selection")
+    return {"eval": f"binary:{out / 'test.tsv'}", "select": f"select=binary:{out / 'select.tsv'}",
+            "pairs": out / "pairs.tsv", "scored": out / "binary.tsv", "unlabeled": out / "unlabeled.txt",
+            "metrics": ("ap",), "note": note}
+
+
+def prepare_zh(task: str, out: Path) -> dict:
+    from embtune.evaluation.chinese import load_zh
+
+    d = load_zh(task, "dev")
+    rows = list(zip(d.sent1, d.sent2, d.scores.tolist()))
+    if task == "bq":
+        held = first_share([r[0] for r in rows], 0.5)
+        test = [r for r in rows if r[0] in held]
+        rows = [r for r in rows if r[0] not in held]
+        how = f"BQ dev split by sentence1 (first half of the groups in SHA-1 order): {len(test)} evaluation pairs"
+    else:
+        t = load_zh(task, "test")
+        test = list(zip(t.sent1, t.sent2, t.scores.tolist()))
+        how = f"test {len(test)} pairs"
+    tune, sel = _split_pairs(rows)
+    binary = task != "stsb-zh"
+    col = "label" if binary else "score"
+    write_tsv(out / "test.tsv", ("sent0", "sent1", "score"), test)
+    write_tsv(out / "select.tsv", ("sent0", "sent1", "score"), sel)
+    write_tsv(out / "scored.tsv", ("sent0", "sent1", col), [(a, b, int(y) if binary else y) for a, b, y in tune])
+    positive = [(a, b) for a, b, y in tune if (y >= 1 if binary else y >= 4)]
+    write_tsv(out / "pairs.tsv", ("sent0", "sent1"), positive)
+    write_lines(out / "unlabeled.txt", list(dict.fromkeys(s for a, b, _ in tune for s in (a, b))))
+    note = f"{how}; dev: {len(tune)} tuning pairs ({len(positive)} positive), {len(sel)} selection"
+    return {"eval": f"scored:{out / 'test.tsv'}", "select": f"select=scored:{out / 'select.tsv'}",
+            "pairs": out / "pairs.tsv", "scored": out / "scored.tsv", "unlabeled": out / "unlabeled.txt",
+            "metrics": ("spearman",), "note": note}
+
+
+def prepare(domain: str, data: Path, out: Path) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    if domain.startswith("cqa-"):
+        return prepare_cqa(domain[4:], data, out)
+    if domain == "twitterpara":
+        return prepare_twitter(data, out)
+    if domain in ZH:
+        return prepare_zh(domain, out)
+    raise SystemExit(f"unknown domain {domain!r}")
+
+
+# ---- runs ---------------------------------------------------------------------------------------------
+
+def evaluate(model, spec: str) -> dict[str, float]:
+    from embtune.encoders import load_encoder
+    from embtune.evaluation.tasks import evaluate_tasks, load_task, parse_task
+
+    enc = load_encoder(str(model)) if not hasattr(model, "encode") else model
+    t = parse_task(spec)
+    return {k.split("/", 1)[1]: v for k, v in evaluate_tasks([load_task(t)], enc).items()}
+
+
+def recipe_config(recipe: str, d: dict, out: Path, steps: int, eval_steps: int, anchor: float) -> dict | None:
+    from embtune.objectives import OBJECTIVES
+
+    base = dict(model=MODEL, output=str(out), max_steps=steps, eval_steps=eval_steps, eval_task=d["select"],
+                batch_size=64, max_seq_length=32, lr=3e-5, seed=42)
+    if recipe in ("unsup", "unsup-anchor"):
+        base.update(objective="unsup-simcse", train_file=str(d["unlabeled"]))
+    elif recipe in ("sup", "sup-anchor"):
+        base.update(objective="sup-simcse", train_file=str(d["pairs"]))
+    elif recipe == "cosent":
+        if "cosent" not in OBJECTIVES or d["scored"] is None:
+            return None
+        base.update(objective="cosent", train_file=str(d["scored"]))
+    if recipe.endswith("-anchor"):
+        base["anchor_weight"] = anchor
+    return base
+
+
+def run_one(domain: str, recipe: str, d: dict, work: Path, args) -> dict | None:
+    from embtune.config import make_config
+    from embtune.training import train
+
+    done = work / domain / recipe / "bench.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    t0 = time.perf_counter()
+    if recipe == "start":
+        res = {"eval": evaluate(MODEL, d["eval"]), "select": evaluate(MODEL, d["select"].split("=", 1)[1])}
+        res.update(selected_step=None, steps=0)
+    else:
+        values = recipe_config(recipe, d, work / domain / recipe / "model", args.steps, args.eval_steps, args.anchor)
+        if values is None:
+            return None
+        m = train(make_config(**values), progress=False, overwrite=True)
+        res = {"eval": evaluate(work / domain / recipe / "model", d["eval"]), "selected_step": m["selected_step"],
+               "steps": m["steps"], "select_start": m["start_value"], "select_best": m["best_value"],
+               "select_metric": m["best_metric"], "train_seconds": m["train_seconds"]}
+    res["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    done.parent.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps(res, indent=1))
+    return res
+
+
+def render(work: Path, domains: list[str], notes: dict[str, str], args) -> str:
+    cpu = subprocess.run("lscpu | grep -o avx512_bf16 | head -1", shell=True, capture_output=True, text=True).stdout.strip()
+    lines = ["# Domain benchmark: tuning all-MiniLM-L6-v2 on a domain's own data", "",
+             f"`python -m bench.domains` ({' '.join(args.argv)}); CPU {platform.processor() or platform.machine()}, "
+             f"{os.cpu_count()} cores, flags: {cpu or 'no avx512_bf16'}; torch fp32. Shared machine: wall times are "
+             "inflated by other jobs running at the same time.", "",
+             f"Budget per recipe: {args.steps} steps, batch 64, max_seq_length 32, lr 3e-5, seed 42; evaluation on the "
+             f"selection split at step 0 and every {args.eval_steps} steps; the run returns the best of those "
+             "checkpoints (step 0 = the starting model). Metrics ×100 on the evaluation split, which no run trains or "
+             "selects on.", ""]
+    for dom in domains:
+        rows = {r: json.loads((work / dom / r / "bench.json").read_text())
+                for r in ("start", *RECIPES) if (work / dom / r / "bench.json").is_file()}
+        if "start" not in rows:
+            continue
+        metrics = list(rows["start"]["eval"])
+        shown = [m for m in ("ndcg@10", "map@100", "map", "ap", "f1", "spearman") if m in metrics]
+        lines += [f"## {dom}", "", notes.get(dom, ""), "",
+                  "| recipe | " + " | ".join(shown) + " | Δ " + shown[0] + " | selected step | selection (step 0 → best) | wall s |",
+                  "|---|" + "---:|" * (len(shown) + 4)]
+        base = rows["start"]["eval"][shown[0]]
+        for r, v in rows.items():
+            sel = "–" if r == "start" else f"{v['select_start']:.2f} → {v['select_best']:.2f}"
+            step = "–" if r == "start" else f"{v['selected_step']} / {v['steps']}"
+            lines.append(f"| {r} | " + " | ".join(f"{v['eval'][m]:.2f}" for m in shown)
+                         + f" | {v['eval'][shown[0]] - base:+.2f} | {step} | {sel} | {v['wall_seconds']:.0f} |")
+        key = "cqa" if dom.startswith("cqa-") else dom
+        lines += ["", f"Published anchors / references: {ANCHORS.get(key, '–')}.", ""]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--domains", default="cqa-mathematica,twitterpara,stsb-zh,bq,pawsx")
+    ap.add_argument("--recipes", default="unsup,unsup-anchor,sup,sup-anchor,cosent")
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--eval-steps", type=int, default=50)
+    ap.add_argument("--anchor", type=float, default=1.0)
+    ap.add_argument("--data", default=next((p for p in ("../shared/data", "/work/shared/data") if Path(p).is_dir()),
+                                           "../shared/data"))
+    ap.add_argument("--work", default="runs/bench-domains")
+    ap.add_argument("--doc", default="docs/domains.md")
+    args = ap.parse_args()
+    import sys
+
+    args.argv = sys.argv[1:]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    random.seed(0)
+    np.random.seed(0)
+    work, data = Path(args.work), Path(args.data)
+    domains = [x.strip() for x in args.domains.split(",") if x.strip()]
+    recipes = [x.strip() for x in args.recipes.split(",") if x.strip()]
+    notes = {}
+    prepared = {dom: prepare(dom, data, work / dom / "data") for dom in domains}
+    notes = {dom: p["note"] for dom, p in prepared.items()}
+    for dom in domains:
+        for recipe in ("start", *recipes):
+            log.info("%s / %s", dom, recipe)
+            run_one(dom, recipe, prepared[dom], work, args)
+            Path(args.doc).write_text(render(work, domains, notes, args), encoding="utf-8")
+    print(Path(args.doc).read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    main()
