@@ -63,10 +63,15 @@ def hold_out(data: TrainData, fraction: float) -> DevSplit:
                            "needs labelled data (pairs, triples, scored or binary pairs, or (text, label) rows)")
     keys = [ex[0] for ex in data.examples]
     dev_keys = split_groups(keys, fraction)
-    train = [ex for ex in data.examples if ex[0] not in dev_keys]
-    dev = [ex for ex in data.examples if ex[0] in dev_keys]
-    split = DevSplit(fraction, replace(data, examples=train), replace(data, examples=dev, skipped_blank=0),
-                     len(set(keys)), len(dev_keys))
+    train_i = [i for i, k in enumerate(keys) if k not in dev_keys]
+    dev_i = [i for i, k in enumerate(keys) if k in dev_keys]
+
+    def part(idx: list[int], **kw) -> TrainData:
+        labels = [data.labels[i] for i in idx] if data.labels is not None else None
+        return replace(data, examples=[data.examples[i] for i in idx], labels=labels, **kw)
+
+    split = DevSplit(fraction, part(train_i), part(dev_i, skipped_blank=0), len(set(keys)), len(dev_keys))
+    dev = split.held_out.examples
     logger.info("--dev-fraction %s: held out %d of %d groups (%d of %d rows, grouped by %s)", fraction,
                 split.groups_held_out, split.groups, len(dev), len(data), data.columns[0])
     return split
@@ -77,15 +82,23 @@ def write_held_out(split: DevSplit, path: Path) -> None:
     with open(path, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\", lineterminator="\n")
         w.writerow(split.held_out.columns)
-        for ex in split.held_out.examples:
-            w.writerow(ex)
+        for ex, label in zip(split.held_out.examples, _labels(split.held_out)):
+            if isinstance(label, float):
+                label = f"{label:g}"
+            w.writerow((*ex, label) if label is not None else ex)
+
+
+def _labels(data: TrainData) -> list:
+    return data.labels if data.labels is not None else [None] * len(data.examples)
 
 
 def dev_task(split: DevSplit):
     """The eval task the held-out rows make -> (its TaskSpec named ``dev``, its evaluator)."""
     from embtune.evaluation.tasks import TaskSpec, _metrics_of
 
-    cols, rows = split.train.columns, split.held_out.examples
+    cols = split.train.columns
+    # rows with their label last, as the file had them
+    rows = [(*ex, lab) if lab is not None else ex for ex, lab in zip(split.held_out.examples, _labels(split.held_out))]
     if cols[-1] == "score":
         from embtune.evaluation.pair_eval import ScoredPairEval
 
@@ -102,7 +115,7 @@ def dev_task(split: DevSplit):
         from embtune.evaluation.retrieval import RetrievalTask
         from embtune.evaluation.tasks import RetrievalEval
 
-        docs = list(dict.fromkeys(t for ex in [*split.train.examples, *rows] for t in ex[1:]))
+        docs = list(dict.fromkeys(t for ex in [*split.train.examples, *split.held_out.examples] for t in ex[1:]))
         doc_id = {t: f"d{i}" for i, t in enumerate(docs)}
         queries: dict[str, str] = {}
         qrels: dict[str, dict[str, int]] = {}
@@ -127,8 +140,11 @@ class _ClassDevEval:
     def __init__(self, split: DevSplit):
         from collections import Counter
 
-        self.queries = [(t, lab) for t, lab in split.held_out.examples]
-        self.pool = list(dict.fromkeys((t, lab) for t, lab in [*split.train.examples, *split.held_out.examples]))
+        def items(d: TrainData) -> list[tuple[str, str]]:
+            return [(ex[0], str(lab)) for ex, lab in zip(d.examples, _labels(d))]
+
+        self.queries = items(split.held_out)
+        self.pool = list(dict.fromkeys([*items(split.train), *items(split.held_out)]))
         counts = Counter(lab for _, lab in self.pool)
         self.queries = [(t, lab) for t, lab in self.queries if counts[lab] >= 2]
         if not self.queries:

@@ -167,3 +167,23 @@ def _drift(tiny_bert, pair_file, out, weight: float) -> float:
     ids = t.tokenize(SENTENCES)
     with torch.no_grad():
         return anchor_loss(t.encoder.embed_ids(ids), start.frozen.embed_ids(ids), 1.0).item()
+
+
+def test_dev_fraction_on_binary_pairs_and_class_files(tiny_bert, tmp_path):
+    from embtune.data.dev_split import dev_task
+
+    rows = ["sent0\tsent1\tlabel"] + [f"{SENTENCES[i]}\t{SENTENCES[(i + 1 + j) % 12]}\t{(i + j) % 2}"
+                                      for i in range(12) for j in range(2)]
+    p = tmp_path / "b.tsv"
+    p.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    m = train(cfg_for(tiny_bert, p, tmp_path / "o", objective="cosent", dev_fraction=0.34, max_steps=2), progress=False)
+    assert m["best_metric"] == "dev/ap" and m["dev_split"]["groups_held_out"] == 4
+    written = (tmp_path / "o" / "dev_split.tsv").read_text(encoding="utf-8").splitlines()
+    assert written[0] == "sent0\tsent1\tlabel" and len(written) == 9 and {w.split("\t")[-1] for w in written[1:]} == {"0", "1"}
+    c = tmp_path / "c.tsv"
+    c.write_text("text\tlabel\n" + "".join(f"{s}\t{'AB'[i % 2]}\n" for i, s in enumerate(SENTENCES)), encoding="utf-8")
+    split = hold_out(read_train_file(c), 0.25)
+    assert not {ex[0] for ex in split.train.examples} & {ex[0] for ex in split.held_out.examples}
+    spec, ev = dev_task(split)
+    assert spec.kind == "classes" and set(spec.metrics) == {"map", "knn_accuracy"}
+    assert len(ev.queries) == 3 and len(ev.pool) == 12
