@@ -200,7 +200,7 @@ def evaluate(model, spec: str) -> dict[str, float]:
     from embtune.encoders import load_encoder
     from embtune.evaluation.tasks import evaluate_tasks, load_task, parse_task
 
-    enc = load_encoder(str(model)) if not hasattr(model, "encode") else model
+    enc = load_encoder(str(model)) if isinstance(model, (str, Path)) else model
     t = parse_task(spec)
     return {k.split("/", 1)[1]: v for k, v in evaluate_tasks([load_task(t)], enc).items()}
 
