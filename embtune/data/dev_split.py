@@ -131,7 +131,7 @@ def _pairs(split: DevSplit, rows):
     from embtune.evaluation.pair_eval import PairData
 
     return PairData(f"{split.train.path} (held-out rows)", [r[0] for r in rows], [r[1] for r in rows],
-                    np.asarray([float(r[2]) for r in rows]), list(range(1, len(rows) + 1)))
+                    np.asarray([float(r[2]) for r in rows]))
 
 
 class _ClassDevEval:

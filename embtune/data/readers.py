@@ -177,18 +177,41 @@ def resolve_train_path(path_or_name: str) -> Path:
 
 def read_train_file(path_or_name: str | Path) -> TrainData:
     """Read a training file (or a named dataset such as ``wiki-sample``)."""
-    path = resolve_train_path(str(path_or_name))
+    return _read(resolve_train_path(str(path_or_name)))
+
+
+def read_labelled_file(path: str | Path, layout: tuple[str, ...]) -> TrainData:
+    """Read a file whose layout the caller names (an evaluation task: ``scored:``, ``binary:``, ``class:``).
+
+    The header rule, one for every reader: a header row names the columns, and it may be left out only
+    where the layout is known without it — here, where the task says it, but not in a training file,
+    whose labelled layouts the header alone tells apart from (sent0, sent1, hard_neg) triples."""
+    if layout not in LABELLED_LAYOUTS:
+        raise ValueError(f"not a labelled layout: {layout}")
+    path = Path(path)
+    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    suffix = Path(name).suffix.lower()
+    if suffix not in (".tsv", ".csv", ".jsonl"):
+        raise EmbtuneError(f"{path}: unsupported file type {suffix!r} for ({', '.join(layout)}); expected .tsv, .csv "
+                           "or .jsonl")
+    if not path.is_file():
+        raise EmbtuneError(f"{path}: no such file (expected a {suffix} file with {', '.join(layout)})")
+    return _read(path, layout)
+
+
+def _read(path: Path, expected: tuple[str, ...] | None = None) -> TrainData:
     kind = _kind(path)
     lines = read_text_lines(path)
     if kind == ".txt":
         data = _read_txt(path, lines)
     elif kind == ".jsonl":
-        data = _read_jsonl(path, lines)
+        data = _read_jsonl(path, lines, expected)
     else:
-        data = _read_delimited(path, lines, "\t" if kind == ".tsv" else ",")
+        data = _read_delimited(path, lines, "\t" if kind == ".tsv" else ",", expected)
     if not data.examples:
-        raise EmbtuneError(f"{path}: no training examples (the file is empty or holds only blank lines)")
-    if data.columns == CLASS_COLUMNS:
+        what = "training examples" if expected is None else "rows"
+        raise EmbtuneError(f"{path}: no {what} (the file is empty or holds only blank lines)")
+    if data.columns == CLASS_COLUMNS and expected is None:  # an evaluation file has its own rule (ClassEval)
         check_classes(data)
     if data.skipped_blank:
         logger.warning("%s: skipped %d blank line(s)", path, data.skipped_blank)
@@ -207,7 +230,7 @@ def _read_txt(path: Path, lines: list[str]) -> TrainData:
     return TrainData(str(path), ("text",), examples, blank)
 
 
-def _read_delimited(path: Path, lines: list[str], delimiter: str) -> TrainData:
+def _read_delimited(path: Path, lines: list[str], delimiter: str, expected: tuple[str, ...] | None = None) -> TrainData:
     # QUOTE_NONE for TSV: STS-style TSVs carry bare double quotes inside sentences.
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     reader = csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter, quoting=quoting, strict=True)
@@ -228,11 +251,19 @@ def _read_delimited(path: Path, lines: list[str], delimiter: str) -> TrainData:
                 found = _layout_of(cells)
                 if found is not None:
                     layout, positions = found
+                    if expected is not None and layout != expected:
+                        raise located(path, lineno, f"header ({', '.join(cells)}) is not the expected columns "
+                                                    f"({', '.join(expected)})")
                     ncols = len(cells)
                     continue
                 if sum(c.lower() in HEADER_WORDS for c in cells) >= 2:
                     raise located(path, lineno, f"header ({', '.join(cells)}) is not a known layout; expected one of "
                                                 f"{ACCEPTED_HEADERS}")
+            if ncols is None and expected is not None:  # no header: the caller's layout, by position
+                if len(cells) != len(expected):
+                    raise located(path, lineno, f"expected {len(expected)} columns ({', '.join(expected)}), "
+                                                f"found {len(cells)}")
+                ncols, layout, positions = len(expected), expected, list(range(len(expected)))
             if ncols is None:
                 if len(cells) not in (2, 3):
                     raise located(path, lineno, f"expected 2 columns (sent0, sent1) or 3 (sent0, sent1, hard_neg), found {len(cells)}; "
@@ -288,7 +319,7 @@ def _jsonl_layout(obj: dict) -> tuple[tuple[str, ...], list[str]] | None:
     return None
 
 
-def _read_jsonl(path: Path, lines: list[str]) -> TrainData:
+def _read_jsonl(path: Path, lines: list[str], want: tuple[str, ...] | None = None) -> TrainData:
     examples: list[tuple[str, ...]] = []
     labels: list = []
     layout: tuple[str, ...] | None = None
@@ -311,6 +342,9 @@ def _read_jsonl(path: Path, lines: list[str]) -> TrainData:
             if found is None:
                 raise located(path, i, f"expected {expected}; found {', '.join(map(repr, obj)) or 'no fields'}")
             layout, fields = found
+            if want is not None and layout != want:
+                raise located(path, i, f"expected fields for ({', '.join(want)}); found "
+                                       f"{', '.join(map(repr, obj)) or 'no fields'}")
         labelled = layout in LABELLED_LAYOUTS
         values = []
         for c in fields[:-1] if labelled else fields:

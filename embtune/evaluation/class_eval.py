@@ -12,9 +12,6 @@ A class file has two columns — text, label (any string) — as ``.tsv`` / ``.c
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -22,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from embtune.data.readers import read_text_lines
-from embtune.errors import EmbtuneError, located
+from embtune.data.readers import CLASS_COLUMNS, read_labelled_file
+from embtune.errors import EmbtuneError
 
 logger = logging.getLogger(__name__)
 
@@ -33,64 +30,15 @@ class ClassData:
     path: str
     texts: list[str]
     labels: list[str]
-    lines: list[int]
 
     def __len__(self) -> int:
         return len(self.texts)
 
 
 def read_class_file(path: str | Path) -> ClassData:
-    path = Path(path)
-    name = path.name[:-3] if path.name.endswith(".gz") else path.name
-    suffix = Path(name).suffix.lower()
-    if suffix not in (".tsv", ".csv", ".jsonl"):
-        raise EmbtuneError(f"{path}: unsupported class file type {suffix!r}; expected .tsv, .csv or .jsonl with text, label")
-    lines = read_text_lines(path)
-    rows: list[tuple[int, list]] = []
-    blank = 0
-    if suffix == ".jsonl":
-        for i, ln in enumerate(lines, 1):
-            if not ln.strip():
-                blank += 1
-                continue
-            try:
-                obj = json.loads(ln)
-            except json.JSONDecodeError as e:
-                raise located(path, i, f"invalid JSON ({e.msg}); expected an object with 'text' and 'label'") from e
-            if not isinstance(obj, dict) or "text" not in obj or "label" not in obj:
-                raise located(path, i, "expected an object with fields 'text' and 'label'")
-            rows.append((i, [obj["text"], obj["label"]]))
-    else:
-        delim = "\t" if suffix == ".tsv" else ","
-        reader = csv.reader(io.StringIO("\n".join(lines)), delimiter=delim,
-                            quoting=csv.QUOTE_NONE if delim == "\t" else csv.QUOTE_MINIMAL, strict=True)
-        try:
-            for row in reader:
-                if not row or all(not c.strip() for c in row):
-                    blank += 1
-                    continue
-                if not rows and [c.strip().lower() for c in row] == ["text", "label"]:
-                    continue
-                rows.append((reader.line_num, row))
-        except csv.Error as e:
-            raise located(path, reader.line_num, f"malformed {suffix[1:].upper()} ({e})") from e
-    texts, labels, where = [], [], []
-    for i, cells in rows:
-        if len(cells) != 2:
-            raise located(path, i, f"expected 2 columns (text, label), found {len(cells)}")
-        text, label = cells
-        if not isinstance(text, str) or not text.strip():
-            raise located(path, i, "text is empty or not a string; expected a sentence")
-        if label is None or not str(label).strip():
-            raise located(path, i, "label is empty; expected a class label")
-        texts.append(text.strip())
-        labels.append(str(label).strip())
-        where.append(i)
-    if not texts:
-        raise EmbtuneError(f"{path}: no labelled texts (the file is empty or holds only blank lines)")
-    if blank:
-        logger.warning("%s: skipped %d blank line(s)", path, blank)
-    return ClassData(str(path), texts, labels, where)
+    """Read (text, label) rows with the training files' reader (header optional here)."""
+    data = read_labelled_file(path, CLASS_COLUMNS)
+    return ClassData(data.path, [e[0] for e in data.examples], list(data.labels))
 
 
 def class_metrics(emb: np.ndarray, labels: list[str]) -> dict[str, float]:

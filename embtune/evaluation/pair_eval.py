@@ -2,8 +2,9 @@
 
 A pair file has three columns — sentence1, sentence2, and a score or a 0/1 label — as ``.tsv`` or
 ``.csv`` (optional header ``sent0,sent1,score`` / ``sent0,sent1,label``, or ``sentence1,sentence2,...``) or
-``.jsonl`` (fields ``sent0``, ``sent1`` and ``score`` or ``label``); any of them gzipped. Blank lines are
-skipped and counted; anything else that is not as expected is an error naming the file and line.
+``.jsonl`` (fields ``sent0``, ``sent1`` and ``score`` or ``label``); any of them gzipped. It is read by the
+training files' reader (:func:`embtune.data.readers.read_labelled_file`): blank lines are skipped and
+counted; anything else that is not as expected is an error naming the file and line.
 
 - scored pairs: Spearman (and Pearson) ×100 between the cosine of the two sentences and the score,
   as STS is evaluated (Agirre et al.; SentEval);
@@ -15,24 +16,17 @@ skipped and counted; anything else that is not as expected is an error naming th
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from embtune.data.readers import read_text_lines
-from embtune.errors import EmbtuneError, located
+from embtune.data.readers import BINARY_PAIR_COLUMNS, SCORED_PAIR_COLUMNS, read_labelled_file
+from embtune.errors import EmbtuneError
 from embtune.evaluation.sts import _cosine, correlations
 
 logger = logging.getLogger(__name__)
-
-TEXT_HEADERS = (("sent0", "sent1"), ("sentence1", "sentence2"), ("s1", "s2"), ("text1", "text2"))
-VALUE_HEADERS = ("score", "label")
-
 
 @dataclass
 class PairData:
@@ -40,91 +34,22 @@ class PairData:
     sent1: list[str]
     sent2: list[str]
     values: np.ndarray
-    #: line number of each pair in the file (for error messages)
-    lines: list[int]
-    skipped_blank: int = 0
 
     def __len__(self) -> int:
         return len(self.values)
 
 
-def _is_header(cells: list[str]) -> bool:
-    low = tuple(c.strip().lower() for c in cells)
-    return len(low) == 3 and low[:2] in TEXT_HEADERS and low[2] in VALUE_HEADERS
-
-
 def read_pair_file(path: str | Path, what: str = "score") -> PairData:
-    """Read (sentence1, sentence2, value) rows; ``what`` names the third column in messages."""
-    path = Path(path)
-    name = path.name[:-3] if path.name.endswith(".gz") else path.name
-    suffix = Path(name).suffix.lower()
-    if suffix not in (".tsv", ".csv", ".jsonl"):
-        raise EmbtuneError(f"{path}: unsupported pair file type {suffix!r}; expected .tsv, .csv or .jsonl "
-                           f"with sentence1, sentence2, {what}")
-    lines = read_text_lines(path)
-    s1: list[str] = []
-    s2: list[str] = []
-    vals: list[float] = []
-    where: list[int] = []
-    blank = 0
-    if suffix == ".jsonl":
-        rows = []
-        for i, ln in enumerate(lines, 1):
-            if not ln.strip():
-                blank += 1
-                continue
-            try:
-                obj = json.loads(ln)
-            except json.JSONDecodeError as e:
-                raise located(path, i, f"invalid JSON ({e.msg}); expected an object with sent0, sent1, {what}") from e
-            if not isinstance(obj, dict) or not all(k in obj for k in ("sent0", "sent1")) or what not in obj:
-                raise located(path, i, f"expected an object with fields 'sent0', 'sent1' and {what!r}")
-            rows.append((i, [obj["sent0"], obj["sent1"], obj[what]]))
-    else:
-        delim = "\t" if suffix == ".tsv" else ","
-        quoting = csv.QUOTE_NONE if delim == "\t" else csv.QUOTE_MINIMAL
-        reader = csv.reader(io.StringIO("\n".join(lines)), delimiter=delim, quoting=quoting, strict=True)
-        rows = []
-        try:
-            for row in reader:
-                if not row or all(not c.strip() for c in row):
-                    blank += 1
-                    continue
-                if not rows and not s1 and _is_header(row):
-                    continue
-                rows.append((reader.line_num, row))
-        except csv.Error as e:
-            raise located(path, reader.line_num, f"malformed {suffix[1:].upper()} ({e})") from e
-    for i, cells in rows:
-        if len(cells) != 3:
-            raise located(path, i, f"expected 3 columns (sentence1, sentence2, {what}), found {len(cells)}")
-        a, b, v = cells
-        for col, text in (("sentence1", a), ("sentence2", b)):
-            if not isinstance(text, str) or not text.strip():
-                raise located(path, i, f"{col} is empty or not text; expected a sentence")
-        try:
-            value = float(v)
-        except (TypeError, ValueError):
-            raise located(path, i, f"{what} {v!r} is not a number") from None
-        if not np.isfinite(value):
-            raise located(path, i, f"{what} {v!r} is not a finite number")
-        s1.append(a.strip())
-        s2.append(b.strip())
-        vals.append(value)
-        where.append(i)
-    if not vals:
-        raise EmbtuneError(f"{path}: no pairs (the file is empty or holds only blank lines)")
-    if blank:
-        logger.warning("%s: skipped %d blank line(s)", path, blank)
-    return PairData(str(path), s1, s2, np.asarray(vals, dtype=np.float64), where, blank)
+    """Read (sentence1, sentence2, value) rows with the training files' reader; ``what`` ("score" or
+    "label") is the third column: a finite number, or a 0/1 label."""
+    layout = SCORED_PAIR_COLUMNS if what == "score" else BINARY_PAIR_COLUMNS
+    data = read_labelled_file(path, layout)
+    return PairData(data.path, [e[0] for e in data.examples], [e[1] for e in data.examples],
+                    np.asarray(data.labels, dtype=np.float64))
 
 
 def check_binary(data: PairData) -> np.ndarray:
-    """The labels as 0/1 integers; any other value is an error naming its line."""
-    for v, line in zip(data.values, data.lines):
-        if v not in (0.0, 1.0):
-            raise located(data.path, line, f"label {v:g} is not 0 or 1; a binary pair file needs 0/1 labels "
-                                           "(for graded scores use a scored pair task)")
+    """The 0/1 labels as integers (the reader checked each); both labels must occur."""
     labels = data.values.astype(np.int64)
     if labels.min() == labels.max():
         raise EmbtuneError(f"{data.path}: every label is {labels[0]}; a binary pair file needs both 0 and 1 labels")

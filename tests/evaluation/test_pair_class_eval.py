@@ -72,18 +72,18 @@ def test_pair_file_errors_name_file_and_line(tmp_path):
     with pytest.raises(EmbtuneError, match=r"bad.tsv:2: expected 3 columns"):
         read_pair_file(p, "label")
     p.write_text("a\tb\t1\nc\td\t0\ne\tf\t2\n", encoding="utf-8")
-    with pytest.raises(EmbtuneError, match=r"bad.tsv:3: label 2 is not 0 or 1"):
+    with pytest.raises(EmbtuneError, match=r"bad.tsv:3: label '2' is not 0 or 1"):
         BinaryPairEval.from_file(p)
     p.write_text("a\tb\tyes\n", encoding="utf-8")
-    with pytest.raises(EmbtuneError, match=r"bad.tsv:1: label 'yes' is not a number"):
+    with pytest.raises(EmbtuneError, match=r"bad.tsv:1: label 'yes' is not 0 or 1"):
         BinaryPairEval.from_file(p)
     p.write_text("a\tb\t1\nc\td\t1\n", encoding="utf-8")
     with pytest.raises(EmbtuneError, match="needs both 0 and 1"):
         BinaryPairEval.from_file(p)
     p.write_text("a\t\t1\n", encoding="utf-8")
-    with pytest.raises(EmbtuneError, match=r"bad.tsv:1: sentence2 is empty"):
+    with pytest.raises(EmbtuneError, match=r"bad.tsv:1: column 'sent1' is empty"):
         read_pair_file(p)
-    with pytest.raises(EmbtuneError, match="unsupported pair file type"):
+    with pytest.raises(EmbtuneError, match="unsupported file type"):
         read_pair_file(tmp_path / "x.txt")
 
 
@@ -110,5 +110,5 @@ def test_class_file_reading_and_errors(tmp_path):
     with pytest.raises(EmbtuneError, match=r"c.tsv:2: expected 2 columns"):
         read_class_file(p)
     p.write_text("x\tA\ny\t \n", encoding="utf-8")
-    with pytest.raises(EmbtuneError, match=r"c.tsv:2: label is empty"):
+    with pytest.raises(EmbtuneError, match=r"c.tsv:2: field 'label' is missing or empty"):
         read_class_file(p)
