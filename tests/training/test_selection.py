@@ -120,7 +120,7 @@ def test_dev_fraction_needs_labelled_data_and_a_known_metric(tiny_bert, pair_fil
 def test_bad_eval_task_file_fails_before_training(tiny_bert, pair_file, tmp_path):
     bad = tmp_path / "bad.tsv"
     bad.write_text("a\tb\t1\nc\td\t3\n", encoding="utf-8")
-    with pytest.raises(EmbtuneError, match=r"bad.tsv:2: label 3 is not 0 or 1"):
+    with pytest.raises(EmbtuneError, match=r"bad.tsv:2: label '3' is not 0 or 1"):
         train(cfg_for(tiny_bert, pair_file, tmp_path / "o", objective="sup-simcse", eval_task=f"binary:{bad}"),
               progress=False)
     with pytest.raises(EmbtuneError, match="beir:.*not a folder"):
