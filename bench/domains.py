@@ -27,7 +27,13 @@ Domains (data from the shared data folder, ``--data``; the rules that split it a
 
 Recipes: ``unsup`` (unsup SimCSE on the unlabeled in-domain text), ``unsup-anchor`` (the same + anchor
 regularisation to the starting model, λ = ``--anchor``), ``sup`` (sup SimCSE on the positive pairs, in-batch
-negatives), ``sup-anchor``, ``cosent`` (CoSENT on the scored/binary pairs; when the objective exists).
+negatives), ``sup-anchor``, ``cosent`` (CoSENT on the scored/binary pairs), ``mined`` (sup SimCSE on triples
+whose hard negative ``embtune mine`` took from the unlabeled texts with the starting model), ``distill``
+(in-domain distillation from all-mpnet-base-v2 on the unlabeled text, ``--distill-loss``; the first
+``--distill-texts`` texts in SHA-1 order, since the teacher is slow on 2 cores), ``distill-sup`` (distill, then
+sup SimCSE from its returned model), ``tsdae-sup`` (TSDAE on the same capped unlabeled text, then sup SimCSE —
+the TSDAE paper's order). ``teacher``: all-mpnet-base-v2 itself on the evaluation split, a reference (not a
+recipe; skipped for CQADupStack, whose full corpora the teacher would take too long to encode here).
 """
 
 from __future__ import annotations
@@ -47,7 +53,11 @@ import numpy as np
 
 MODEL = "minilm-l6"
 ZH = ("lcqmc", "atec", "bq", "pawsx", "stsb-zh")
-RECIPES = ("unsup", "unsup-anchor", "sup", "sup-anchor", "cosent")
+TEACHER = "mpnet-base"
+RECIPES = ("teacher", "unsup", "unsup-anchor", "sup", "sup-anchor", "cosent", "mined", "distill", "distill-sup",
+           "tsdae-sup")
+#: two-stage recipes: (first stage, second stage); the second starts from the first's returned model
+CHAINS = {"distill-sup": ("distill", "sup"), "tsdae-sup": ("tsdae", "sup")}
 #: published anchors and the issue's measured starting points (all-MiniLM-L6-v2), per domain
 ANCHORS = {
     "cqa": "TSDAE (bert-base, USEB title-only) CQADupStack MAP@100 14.5 (mean of 12 forums); MiniLM android full "
@@ -205,54 +215,115 @@ def evaluate(model, spec: str) -> dict[str, float]:
     return {k.split("/", 1)[1]: v for k, v in evaluate_tasks([load_task(t)], enc).items()}
 
 
-def recipe_config(recipe: str, d: dict, out: Path, steps: int, eval_steps: int, anchor: float) -> dict | None:
+def recipe_config(recipe: str, d: dict, out: Path, args, model: str = MODEL) -> dict | None:
     from embtune.objectives import OBJECTIVES
 
-    base = dict(model=MODEL, output=str(out), max_steps=steps, eval_steps=eval_steps, eval_task=d["select"],
-                batch_size=64, max_seq_length=32, lr=3e-5, seed=42, precision="fp32")
+    base = dict(model=model, output=str(out), max_steps=args.steps, eval_steps=args.eval_steps,
+                eval_task=d["select"], batch_size=64, max_seq_length=32, lr=3e-5, seed=42, precision=args.precision)
     if recipe in ("unsup", "unsup-anchor"):
         base.update(objective="unsup-simcse", train_file=str(d["unlabeled"]))
     elif recipe in ("sup", "sup-anchor"):
         base.update(objective="sup-simcse", train_file=str(d["pairs"]))
+    elif recipe == "mined":
+        base.update(objective="sup-simcse", train_file=str(d["triples"]))
     elif recipe == "cosent":
         if "cosent" not in OBJECTIVES or d["scored"] is None:
             return None
         base.update(objective="cosent", train_file=str(d["scored"]))
+    elif recipe == "distill":
+        base.update(objective="distill", train_file=str(d["capped"]), teacher=args.teacher,
+                    distill_loss=args.distill_loss, lr=args.distill_lr)
+    elif recipe == "tsdae":
+        base.update(objective="tsdae", train_file=str(d["capped"]))
+    else:
+        raise SystemExit(f"unknown recipe {recipe!r}")
     if recipe.endswith("-anchor"):
-        base["anchor_weight"] = anchor
+        base["anchor_weight"] = args.anchor
     return base
 
 
-def run_one(domain: str, recipe: str, d: dict, work: Path, args) -> dict | None:
+def capped_texts(d: dict, out: Path, n: int) -> Path:
+    """The first ``n`` unlabeled texts in SHA-1 order (the teacher and TSDAE are slow on 2 cores)."""
+    path = out / f"unlabeled-{n}.txt"
+    if not path.is_file():
+        texts = [t for t in d["unlabeled"].read_text(encoding="utf-8").splitlines() if t.strip()]
+        write_lines(path, sorted(texts, key=lambda t: (sha(t), t))[:n])
+    return path
+
+
+def mined_triples(d: dict, out: Path, args) -> Path:
+    from embtune.training.mining import mine
+
+    path = out / "mined.csv"
+    if not path.is_file():
+        _, report = mine(MODEL, d["pairs"], d["unlabeled"], path, range_min=args.range_min,
+                         range_max=args.range_max, margin=args.margin)
+        (out / "mined.txt").write_text(report.summary() + "\n", encoding="utf-8")
+    return path
+
+
+def train_stage(domain: str, recipe: str, d: dict, work: Path, args, model: str = MODEL) -> dict:
     from embtune.config import make_config
     from embtune.training import train
 
+    out = work / domain / recipe / "model"
+    m = train(make_config(**recipe_config(recipe, d, out, args, model)), progress=False, overwrite=True)
+    return {"model": str(out), "selected_step": m["selected_step"], "steps": m["steps"],
+            "select_start": m["start_value"], "select_best": m["best_value"], "select_metric": m["best_metric"],
+            "train_seconds": m["train_seconds"]}
+
+
+def run_one(domain: str, recipe: str, d: dict, work: Path, args) -> dict | None:
     done = work / domain / recipe / "bench.json"
     if done.is_file():
         return json.loads(done.read_text())
+    if recipe == "cosent" and d["scored"] is None:
+        return None
+    if recipe == "teacher" and domain.startswith("cqa-"):
+        return None
     t0 = time.perf_counter()
-    if recipe == "start":
-        res = {"eval": evaluate(MODEL, d["eval"]), "select": evaluate(MODEL, d["select"].split("=", 1)[1])}
+    if recipe in ("distill", "tsdae", "distill-sup", "tsdae-sup"):
+        d = dict(d, capped=capped_texts(d, work / domain / "data", args.distill_texts))
+    if recipe == "mined":
+        d = dict(d, triples=mined_triples(d, work / domain / "data", args))
+    if recipe in ("start", "teacher"):
+        name = MODEL if recipe == "start" else args.teacher
+        res = {"eval": evaluate(name, d["eval"]), "select": evaluate(name, d["select"].split("=", 1)[1])}
         res.update(selected_step=None, steps=0)
+    elif recipe in CHAINS:
+        first, second = CHAINS[recipe]
+        one = run_one(domain, first, d, work, args) if first in RECIPES else None
+        if one is None:  # a stage that is not a row of its own (tsdae) is trained here
+            one = train_stage(domain, first, d, work, args)
+        two = _second_stage(domain, recipe, second, d, work, args, one["model"])
+        res = dict(two, eval=evaluate(two["model"], d["eval"]), first_stage=one,
+                   selected_step=f"{one['selected_step']}+{two['selected_step']}",
+                   steps=f"{one['steps']}+{two['steps']}", select_start=one["select_start"])
     else:
-        values = recipe_config(recipe, d, work / domain / recipe / "model", args.steps, args.eval_steps, args.anchor)
-        if values is None:
-            return None
-        m = train(make_config(**values), progress=False, overwrite=True)
-        res = {"eval": evaluate(work / domain / recipe / "model", d["eval"]), "selected_step": m["selected_step"],
-               "steps": m["steps"], "select_start": m["start_value"], "select_best": m["best_value"],
-               "select_metric": m["best_metric"], "train_seconds": m["train_seconds"]}
+        res = train_stage(domain, recipe, d, work, args)
+        res["eval"] = evaluate(res["model"], d["eval"])
     res["wall_seconds"] = round(time.perf_counter() - t0, 1)
     done.parent.mkdir(parents=True, exist_ok=True)
     done.write_text(json.dumps(res, indent=1))
     return res
 
 
+def _second_stage(domain: str, recipe: str, second: str, d: dict, work: Path, args, model: str) -> dict:
+    """The chain's second stage, trained into ``<recipe>/model`` from the first stage's returned model."""
+    from embtune.config import make_config
+    from embtune.training import train
+
+    out = work / domain / recipe / "model"
+    m = train(make_config(**recipe_config(second, d, out, args, model)), progress=False, overwrite=True)
+    return {"model": str(out), "selected_step": m["selected_step"], "steps": m["steps"],
+            "select_best": m["best_value"], "select_metric": m["best_metric"], "train_seconds": m["train_seconds"]}
+
+
 def render(work: Path, domains: list[str], notes: dict[str, str], args) -> str:
     cpu = subprocess.run("lscpu | grep -o avx512_bf16 | head -1", shell=True, capture_output=True, text=True).stdout.strip()
     lines = ["# Domain benchmark: tuning all-MiniLM-L6-v2 on a domain's own data", "",
              f"`python -m bench.domains` ({' '.join(args.argv)}); CPU {platform.processor() or platform.machine()}, "
-             f"{os.cpu_count()} cores, flags: {cpu or 'no avx512_bf16'}; torch fp32. Shared machine: wall times are "
+             f"{os.cpu_count()} cores, flags: {cpu or 'no avx512_bf16'}; training precision {args.precision}. Shared machine: wall times are "
              "inflated by other jobs running at the same time.", "",
              f"Budget per recipe: {args.steps} steps, batch 64, max_seq_length 32, lr 3e-5, seed 42; evaluation on the "
              f"selection split at step 0 and every {args.eval_steps} steps; the run returns the best of those "
@@ -270,8 +341,9 @@ def render(work: Path, domains: list[str], notes: dict[str, str], args) -> str:
                   "|---|" + "---:|" * (len(shown) + 4)]
         base = rows["start"]["eval"][shown[0]]
         for r, v in rows.items():
-            sel = "–" if r == "start" else f"{v['select_start']:.2f} → {v['select_best']:.2f}"
-            step = "–" if r == "start" else f"{v['selected_step']} / {v['steps']}"
+            ref = r in ("start", "teacher")
+            sel = "–" if ref else f"{v['select_start']:.2f} → {v['select_best']:.2f}"
+            step = "–" if ref else f"{v['selected_step']} / {v['steps']}"
             lines.append(f"| {r} | " + " | ".join(f"{v['eval'][m]:.2f}" for m in shown)
                          + f" | {v['eval'][shown[0]] - base:+.2f} | {step} | {sel} | {v['wall_seconds']:.0f} |")
         key = "cqa" if dom.startswith("cqa-") else dom
@@ -289,10 +361,19 @@ NOTES_MARK = "<!-- notes: kept when the tables are regenerated -->"
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--domains", default="cqa-mathematica,twitterpara,stsb-zh,bq,pawsx")
-    ap.add_argument("--recipes", default="unsup,unsup-anchor,sup,sup-anchor,cosent")
+    ap.add_argument("--recipes", default=",".join(RECIPES))
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--eval-steps", type=int, default=50)
     ap.add_argument("--anchor", type=float, default=1.0)
+    ap.add_argument("--teacher", default=TEACHER)
+    ap.add_argument("--distill-loss", default="relational", choices=("mse", "relational", "similarity"))
+    ap.add_argument("--distill-lr", type=float, default=5e-5)
+    ap.add_argument("--distill-texts", type=int, default=6000, help="unlabeled texts the teacher encodes (cap)")
+    ap.add_argument("--range-min", type=int, default=10, help="mining rank window start (embtune mine)")
+    ap.add_argument("--range-max", type=int, default=50)
+    ap.add_argument("--margin", type=float, default=0.05)
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"),
+                    help="training precision (evaluation follows the encoder's default)")
     ap.add_argument("--data", default=next((p for p in ("../shared/data", "/work/shared/data") if Path(p).is_dir()),
                                            "../shared/data"))
     ap.add_argument("--work", default="runs/bench-domains")

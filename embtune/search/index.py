@@ -29,12 +29,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from embtune.errors import EmbtuneError
 from embtune.search import quantize as qz
 from embtune.search.corpus import read_id_texts
 from embtune.search.topk import as_matrix, tie_keys, topk
+from embtune.utils import weights_digest
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +43,9 @@ META = "index.json"
 
 
 def weights_sha256(encoder) -> str:
-    """SHA-256 over the encoder's parameters and buffers (names and bytes, in name order)."""
-    module = getattr(encoder, "torch_encoder", encoder)  # the ONNX backend wraps the torch encoder
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    """The encoder's weights digest (:func:`embtune.utils.weights_digest`, the caches' key); the ONNX
+    backend is keyed by the torch encoder it wraps."""
+    return weights_digest(getattr(encoder, "torch_encoder", encoder))
 
 
 def _file_sha256(path: Path) -> str:
