@@ -83,3 +83,13 @@ SENTENCES = [
     "people are eating in the park .",
     "a small blue car is there .",
 ]
+
+
+def cfg_for(model, train_file, out, **kw):
+    """A small training config for the tiny test models (any option overridable)."""
+    from embtune.config import make_config
+
+    base = dict(model=str(model), train_file=str(train_file), output=str(out), batch_size=4, max_steps=6,
+                lr=1e-3, max_seq_length=16, seed=7)
+    base.update(kw)
+    return make_config(**base)

@@ -8,20 +8,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from embtune.config import make_config
 from embtune.data.dev_split import hold_out, split_groups
 from embtune.data.readers import read_train_file
 from embtune.errors import EmbtuneError
 from embtune.training import train
 from embtune.training.anchor import anchor_loss
-from tests.conftest import SENTENCES
-
-
-def cfg_for(model, train_file, out, **kw):
-    base = dict(model=str(model), train_file=str(train_file), output=str(out), batch_size=4, max_steps=6,
-                lr=1e-3, max_seq_length=16, seed=7)
-    base.update(kw)
-    return make_config(**base)
+from tests.conftest import SENTENCES, cfg_for
 
 
 @pytest.fixture
