@@ -110,22 +110,17 @@ def part_a(args) -> dict:
         task, doc_ids, q_ids, d, q, enc_secs = cached_forum(args.forum, args.cache)
     keep = [i for i, qid in enumerate(q_ids) if any(r > 0 for r in task.qrels.get(qid, {}).values())]
     q, q_ids = q[keep], [q_ids[i] for i in keep]
-    times = []
-    for _ in range(args.rounds):
-        t0 = time.perf_counter()
-        idx, _ = topk(q, d, 1000, doc_ids=doc_ids)
-        t1 = time.perf_counter()
-        per = [query_metrics([doc_ids[j] for j in idx[i]], task.qrels[qid]) for i, qid in enumerate(q_ids)]
-        t2 = time.perf_counter()
-        times.append((t1 - t0, t2 - t1))
-    engine, metrics_t = min(times)
+    engine, (idx, _) = timed(lambda: topk(q, d, 1000, doc_ids=doc_ids), args.rounds)
+    metrics_t, per = timed(lambda: [query_metrics([doc_ids[j] for j in idx[i]], task.qrels[qid])
+                                    for i, qid in enumerate(q_ids)], args.rounds)
     metrics = {k: 100 * float(np.mean([p[k] for p in per])) for k in per[0]}
     # the former path on a sample of queries (float64 score matrix, Python sort per query)
     n_old = min(args.old_queries, len(q_ids))
-    t0 = time.perf_counter()
-    sims = q[:n_old].astype(np.float64) @ d.astype(np.float64).T
-    old = [query_metrics(old_rank(sims[i], doc_ids), task.qrels[q_ids[i]]) for i in range(n_old)]
-    old_secs = time.perf_counter() - t0
+    def old_path():
+        sims = q[:n_old].astype(np.float64) @ d.astype(np.float64).T
+        return [query_metrics(old_rank(sims[i], doc_ids), task.qrels[q_ids[i]]) for i in range(n_old)]
+
+    old_secs, old = timed(old_path, 1)
     same = all(abs(old[i][k] - per[i][k]) < 1e-12 for i in range(n_old) for k in ("recall@10", "mrr@10", "ndcg@10"))
     return {"random": bool(args.random_embeddings), "forum": args.forum, "docs": len(doc_ids), "queries": len(q_ids), "encode_s": enc_secs,
             "engine_s": engine, "metrics_s": metrics_t, "ranking_s": engine + metrics_t,
@@ -280,26 +275,18 @@ def part_e(args) -> dict:
     out.update({"docs": len(docs), "queries": len(queries), "model": f"{MODEL} with cls_before_pooler (the SimCSE "
                 "tool pools [CLS] only)"})
     rows = {}
-    t0 = time.perf_counter()
     sim = SimCSE(path, device="cpu", pooler="cls_before_pooler")
     try:
-        sim.build_index(docs, use_faiss=True, batch_size=64)
+        rows["simcse build_index"], _ = timed(lambda: sim.build_index(docs, use_faiss=True, batch_size=64), 1)
     except AttributeError as e:  # 0.4 sets nprobe on a flat index; faiss-cpu 1.15.1 refuses unknown attributes
         out["flat_error"] = f"build_index(use_faiss=True): {type(e).__name__}: {e}"
-        t0 = time.perf_counter()
-        sim.build_index(docs, use_faiss=True, faiss_fast=True, batch_size=64)  # IVF: nprobe exists
+        rows["simcse build_index"], _ = timed(  # IVF: nprobe exists
+            lambda: sim.build_index(docs, use_faiss=True, faiss_fast=True, batch_size=64), 1)
         out["index"] = "faiss IVF (faiss_fast=True)"
-    rows["simcse build_index"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    theirs = sim.search(queries, top_k=10, threshold=-2.0)
-    rows["simcse search"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    enc = load_encoder(path, pooler="cls_before_pooler")
-    ix = Index.build(enc, docs)
-    rows["embtune Index.build"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ours, _ = ix.search(queries, k=10)
-    rows["embtune search"] = time.perf_counter() - t0
+    rows["simcse search"], theirs = timed(lambda: sim.search(queries, top_k=10, threshold=-2.0), 1)
+    rows["embtune Index.build"], ix = timed(
+        lambda: Index.build(load_encoder(path, pooler="cls_before_pooler"), docs), 1)
+    rows["embtune search"], (ours, _) = timed(lambda: ix.search(queries, k=10), 1)
     agree = [len({docs[int(i)] for i in o} & {s for s, _ in t}) / 10 for o, t in zip(ours, theirs)]
     out["seconds"] = rows
     out["top10_agreement"] = float(np.mean(agree))
