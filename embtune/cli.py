@@ -115,6 +115,9 @@ def _add_index(sub) -> None:
     p.add_argument("--quantize", choices=["int8", "binary"], default=None,
                    help="search over int8 or binary codes, rescoring the top k × --rescore in float")
     p.add_argument("--rescore", type=_positive_int, default=4, help="candidates per result to rescore (default 4)")
+    p.add_argument("--ann", choices=["hnsw", "ivf", "flat"], default=None,
+                   help="search a faiss index (pip install 'embtune[faiss]'): hnsw or ivf approximate, flat exact; "
+                        "default: the exact engine")
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--device", default=None)
 
@@ -353,10 +356,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_index(args: argparse.Namespace) -> int:
     from embtune.search import Index
 
+    if args.ann and args.quantize:
+        raise EmbtuneError("--ann and --quantize cannot be combined: a faiss index searches the float vectors")
+    if args.ann:
+        from embtune.search.faiss_backend import _faiss
+
+        _faiss()  # not installed: say so before encoding the corpus
     index = Index.build(args.model, args.corpus, quantize=args.quantize, rescore=args.rescore,
-                        batch_size=args.batch_size, device=args.device)
+                        batch_size=args.batch_size, device=args.device, ann=args.ann)
     index.save(args.output)
     q = f", {args.quantize} codes (rescore × {args.rescore})" if args.quantize else ""
+    q += f", faiss {args.ann} index" if args.ann else ""
     print(f"indexed {len(index)} documents from {args.corpus} with {args.model} ({index.dim} dimensions{q}) into {args.output}")
     return 0
 

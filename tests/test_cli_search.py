@@ -36,6 +36,18 @@ def test_index_then_search_one_query(index_dir, capsys):
     assert scores == sorted(scores, reverse=True)
 
 
+def test_index_with_a_faiss_hnsw_index(tiny_st, corpus, tmp_path, capsys):
+    pytest.importorskip("faiss", reason="faiss not installed (pip install 'embtune[faiss]')")
+    out = tmp_path / "hnsw"
+    assert main(["index", str(tiny_st), "--corpus", str(corpus), "--output", str(out), "--ann", "hnsw"]) == 0
+    assert "faiss hnsw index" in capsys.readouterr().out and (out / "ann.faiss").is_file()
+    assert main(["search", str(out), SENTENCES[5], "-k", "2"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split(None, 3)[2] == "d5"
+    assert main(["index", str(tiny_st), "--corpus", str(corpus), "--output", str(tmp_path / "x"), "--ann", "hnsw",
+                 "--quantize", "int8"]) == 2
+    assert "cannot be combined" in capsys.readouterr().err
+
+
 def test_trec_run_is_read_by_pytrec_eval(index_dir, tmp_path):
     pytrec_eval = pytest.importorskip("pytrec_eval", reason="pytrec_eval (pytrec-eval-terrier) not installed")
     q = tmp_path / "q.jsonl"

@@ -15,6 +15,7 @@ measured in ``bench/search.py`` (``docs/search.md``).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -75,6 +76,33 @@ class FaissSearcher:
             self.index.hnsw.efSearch = max(self.ef_search, k)
         scores, idx = self.index.search(np.ascontiguousarray(query_emb, dtype=np.float32), k)
         return idx.astype(np.int64), scores
+
+
+    def save(self, path: Path) -> None:
+        if self.index is None:
+            raise EmbtuneError("build() the faiss index before saving it")
+        tmp = path.with_name(path.name + ".tmp")
+        _faiss().write_index(self.index, str(tmp))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path, kind: str, count: int, dim: int, **options) -> "FaissSearcher":
+        """Read a saved faiss index (its checksum was checked by the caller); its size must match."""
+        faiss = _faiss()
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as e:
+            raise EmbtuneError(f"{path}: corrupt faiss index ({str(e).splitlines()[0]})") from e
+        if index.ntotal != count or index.d != dim:
+            raise EmbtuneError(f"{path}: faiss index of {index.ntotal} × {index.d}, expected {count} × {dim}; "
+                               "rebuild the index")
+        s = cls(kind, **options)
+        s.index = index
+        if kind == "ivf":
+            faiss.extract_index_ivf(index).nprobe = s.nprobe
+        elif kind == "hnsw":
+            index.hnsw.efSearch = s.ef_search
+        return s
 
 
 def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:

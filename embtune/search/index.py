@@ -9,12 +9,15 @@ Scores are cosine similarities (embeddings normalised) or inner products (``norm
 Exact search uses the top-k engine (:func:`embtune.search.topk`: ties by id descending, as trec_eval).
 With ``quantize="int8"`` or ``"binary"`` the search runs over quantized codes and the top
 ``k × rescore`` candidates are rescored with the float vectors (kept on disk, memory-mapped, after
-``load``); see :mod:`embtune.search.quantize`.
+``load``); see :mod:`embtune.search.quantize`. With ``ann="hnsw"`` / ``"ivf"`` / ``"flat"`` (faiss, an
+extra) the search runs on a faiss index built over the float vectors — approximate for hnsw/ivf, its
+recall against exact search measured in ``docs/search.md`` — and the candidates it returns are put in
+the engine's order (score, then id as trec_eval breaks ties).
 
 Folder layout (``save``): ``index.json`` (format, model name/path and a SHA-256 of its weights,
 dimension, normalize, quantization, count, SHA-256 of each file), ``docs.jsonl`` (``{"id", "text"}``
 per document, in index order), ``embeddings.npy`` (float32 [n, dim]) and, when quantized,
-``codes.npy`` (+ ``calibration.npy`` for int8). ``load`` checks every file's checksum and shape: a
+``codes.npy`` (+ ``calibration.npy`` for int8), with ``ann`` the faiss index ``ann.faiss``. ``load`` checks every file's checksum and shape: a
 changed or truncated file is an error naming it, and so is a model with another dimension or other
 weights than the index was built with.
 """
@@ -33,6 +36,8 @@ import numpy as np
 from embtune.errors import EmbtuneError
 from embtune.search import quantize as qz
 from embtune.search.corpus import read_id_texts
+from embtune.search.faiss_backend import KINDS as ANN_KINDS
+from embtune.search.faiss_backend import FaissSearcher
 from embtune.search.topk import as_matrix, tie_keys, topk
 from embtune.utils import weights_digest
 
@@ -69,9 +74,15 @@ class Index:
     """Documents (ids, texts) and their embeddings under one model; see the module docstring."""
 
     def __init__(self, model, normalize: bool = True, quantize: str | None = None, rescore: int = 4,
-                 batch_size: int = 64, model_name: str | None = None, device: str | None = None):
+                 batch_size: int = 64, model_name: str | None = None, device: str | None = None,
+                 ann: str | None = None, ann_options: Mapping | None = None):
         if quantize is not None and quantize not in qz.QUANTIZATIONS:
             raise EmbtuneError(f"unknown quantization {quantize!r}; expected one of: {', '.join(qz.QUANTIZATIONS)}")
+        if ann is not None and ann not in ANN_KINDS:
+            raise EmbtuneError(f"unknown ann index {ann!r}; expected one of: {', '.join(ANN_KINDS)} (faiss)")
+        if ann is not None and quantize is not None:
+            raise EmbtuneError("--ann and --quantize cannot be combined: a faiss index searches the float vectors, "
+                               "quantized codes are searched by the exact engine")
         if isinstance(rescore, bool) or not isinstance(rescore, int) or rescore < 1:
             raise EmbtuneError(f"rescore must be an integer >= 1 (candidates = k × rescore), got {rescore!r}")
         name, self.encoder = _load_model(model, device)
@@ -86,6 +97,8 @@ class Index:
         self.embeddings = np.zeros((0, self.dim), dtype=np.float32)
         self.codes: np.ndarray | None = None
         self.calibration: np.ndarray | None = None
+        self.ann, self.ann_options = ann, dict(ann_options or {})
+        self._searcher: FaissSearcher | None = None  # built on the first search, dropped when documents are added
         self._pos: dict[str, int] = {}
         self._keys: np.ndarray | None = None
 
@@ -155,6 +168,7 @@ class Index:
         self._pos.update({d: start + i for i, d in enumerate(ids)})
         self.embeddings = np.concatenate([np.asarray(self.embeddings), emb.astype(np.float32)])
         self._keys = None
+        self._searcher = None
         if self.quantize == "int8" and self.calibration is None:
             self.calibration = qz.int8_calibrate(self.embeddings)  # calibrated on the first batch of documents
         if self.quantize:
@@ -190,6 +204,8 @@ class Index:
             raise EmbtuneError(f"query dimension {q.shape[1]} != index dimension {self.dim}")
         if self._keys is None:
             self._keys = tie_keys(self.ids, len(self.ids))
+        if self.ann:
+            return self._ann_search(q, k)
         if not self.quantize:
             return topk(q, self.embeddings, k, doc_ids=self.ids)
         n = len(self.ids)
@@ -203,6 +219,20 @@ class Index:
         sc = np.einsum("qd,qcd->qc", q, vecs[where])
         order = np.lexsort((-self._keys[cand], -sc), axis=-1)[:, :k]
         return np.take_along_axis(cand, order, 1), np.take_along_axis(sc, order, 1).astype(np.float32)
+
+    def _ann_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._searcher is None:
+            self._searcher = FaissSearcher(self.ann, **self.ann_options).build(np.asarray(self.embeddings))
+        idx, sc = self._searcher.search(q, k)
+        # faiss pads with -1 when it finds fewer than k (an IVF probing too few cells): kept out, said once
+        found = idx >= 0
+        if not found.all():
+            logger.warning("the %s index returned fewer than k=%d results for %d of %d queries (searched too few "
+                           "cells/neighbours)", self.ann, k, int((~found.all(1)).sum()), len(q))
+        sc = np.where(found, sc, -np.inf)
+        keys = np.where(found, self._keys[np.where(found, idx, 0)], -1)
+        order = np.lexsort((-keys, -sc), axis=-1)
+        return np.take_along_axis(idx, order, 1), np.take_along_axis(sc, order, 1).astype(np.float32)
 
     # ---- persistence ----------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
@@ -223,12 +253,17 @@ class Index:
             if self.calibration is not None:
                 _save_npy(folder / "calibration.npy", self.calibration)
                 files.append("calibration.npy")
+        if self.ann:
+            if self._searcher is None:
+                self._searcher = FaissSearcher(self.ann, **self.ann_options).build(np.asarray(self.embeddings))
+            self._searcher.save(folder / "ann.faiss")
+            files.append("ann.faiss")
         meta = {
             "format": FORMAT,
             "model": {"name": self.model_name, "path": str(getattr(self.encoder, "source_path", "") or ""),
                       "weights_sha256": weights_sha256(self.encoder)},
             "dimension": self.dim, "normalize": self.normalize, "quantize": self.quantize,
-            "rescore": self.rescore, "count": len(self.ids),
+            "rescore": self.rescore, "count": len(self.ids), "ann": self.ann, "ann_options": self.ann_options,
             "files": {name: _file_sha256(folder / name) for name in files},
         }
         (folder / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -260,7 +295,7 @@ class Index:
             if not Path(model).exists():
                 model = m["name"]
         index = cls(model, normalize=meta["normalize"], quantize=meta["quantize"], rescore=int(meta["rescore"]),
-                    model_name=m["name"], device=device)
+                    model_name=m["name"], device=device, ann=meta.get("ann"), ann_options=meta.get("ann_options"))
         if index.dim != dim:
             raise EmbtuneError(f"{folder}: the index was built with model {m['name']!r} ({dim} dimensions); the model "
                                f"given ({index.model_name}) has {index.dim} dimensions")
@@ -289,6 +324,8 @@ class Index:
             index.codes = _load_npy(folder / "codes.npy")
             if index.quantize == "int8":
                 index.calibration = _load_npy(folder / "calibration.npy")
+        if index.ann:
+            index._searcher = FaissSearcher.load(folder / "ann.faiss", index.ann, count, dim, **index.ann_options)
         return index
 
 

@@ -71,3 +71,31 @@ def test_corpus_files(enc, tmp_path):
     (tmp_path / "e.jsonl").write_text("\n", encoding="utf-8")
     with pytest.raises(EmbtuneError, match=r"e\.jsonl: no documents"):
         Index.build(enc, tmp_path / "e.jsonl")
+
+
+def test_faiss_index_searches_saves_and_loads(enc, tmp_path):
+    """ann='flat' (faiss, exact) gives the engine's ids in the engine's order; hnsw finds the document
+    itself; both survive save/load (the faiss file is checksummed like the others)."""
+    pytest.importorskip("faiss", reason="faiss not installed (pip install 'embtune[faiss]')")
+    ids = [f"s{i}" for i in range(len(SENTENCES))]
+    exact = Index.build(enc, SENTENCES, ids=ids)
+    flat = Index.build(enc, SENTENCES, ids=ids, ann="flat")
+    want_ids, want_sc = exact.search(SENTENCES[:4], k=5)
+    got_ids, got_sc = flat.search(SENTENCES[:4], k=5)
+    assert got_ids == want_ids
+    np.testing.assert_allclose(got_sc, want_sc, atol=1e-5)
+    hnsw = Index.build(enc, SENTENCES, ids=ids, ann="hnsw")
+    hnsw.save(tmp_path / "h")
+    back = Index.load(tmp_path / "h", model=enc)
+    assert back.ann == "hnsw" and json.loads((tmp_path / "h" / "index.json").read_text())["ann"] == "hnsw"
+    assert [r[0] for r in back.search(SENTENCES[:3], k=3)[0]] == ["s0", "s1", "s2"]
+    back.add(["A completely new sentence about tea."], ids=["new"])  # the faiss index is rebuilt with it
+    assert back.search("A completely new sentence about tea.", k=1)[0] == [["new"]]
+    ann = tmp_path / "h" / "ann.faiss"
+    ann.write_bytes(ann.read_bytes()[:-5])
+    with pytest.raises(EmbtuneError, match=r"ann\.faiss: corrupt index file"):
+        Index.load(tmp_path / "h", model=enc)
+    with pytest.raises(EmbtuneError, match="cannot be combined"):
+        Index(enc, ann="hnsw", quantize="int8")
+    with pytest.raises(EmbtuneError, match="unknown ann index"):
+        Index(enc, ann="annoy")
