@@ -54,10 +54,10 @@ import numpy as np
 MODEL = "minilm-l6"
 ZH = ("lcqmc", "atec", "bq", "pawsx", "stsb-zh")
 TEACHER = "mpnet-base"
-RECIPES = ("teacher", "unsup", "unsup-anchor", "sup", "sup-anchor", "cosent", "mined", "distill", "distill-sup",
-           "tsdae-sup")
+RECIPES = ("teacher", "unsup", "unsup-anchor", "sup", "sup-anchor", "cosent", "mined", "distill", "distill-nn",
+           "distill-sup", "distill-nn-sup", "tsdae-sup")
 #: two-stage recipes: (first stage, second stage); the second starts from the first's returned model
-CHAINS = {"distill-sup": ("distill", "sup"), "tsdae-sup": ("tsdae", "sup")}
+CHAINS = {"distill-sup": ("distill", "sup"), "distill-nn-sup": ("distill-nn", "sup"), "tsdae-sup": ("tsdae", "sup")}
 #: published anchors and the issue's measured starting points (all-MiniLM-L6-v2), per domain
 ANCHORS = {
     "cqa": "TSDAE (bert-base, USEB title-only) CQADupStack MAP@100 14.5 (mean of 12 forums); MiniLM android full "
@@ -233,6 +233,9 @@ def recipe_config(recipe: str, d: dict, out: Path, args, model: str = MODEL) -> 
     elif recipe == "distill":
         base.update(objective="distill", train_file=str(d["capped"]), teacher=args.teacher,
                     distill_loss=args.distill_loss, lr=args.distill_lr)
+    elif recipe == "distill-nn":
+        base.update(objective="distill", train_file=str(d["neighbours"]), teacher=args.teacher,
+                    distill_loss=args.distill_loss, lr=args.distill_lr, batch_size=66)  # 22 rows of 3
     elif recipe == "tsdae":
         base.update(objective="tsdae", train_file=str(d["capped"]))
     else:
@@ -248,6 +251,27 @@ def capped_texts(d: dict, out: Path, n: int) -> Path:
     if not path.is_file():
         texts = [t for t in d["unlabeled"].read_text(encoding="utf-8").splitlines() if t.strip()]
         write_lines(path, sorted(texts, key=lambda t: (sha(t), t))[:n])
+    return path
+
+
+def neighbour_rows(d: dict, out: Path, n: int, k: int = 2) -> Path:
+    """Rows (text, its k nearest other texts) for the first ``n // (k + 1)`` capped texts, neighbours
+    found by the starting model among all the unlabeled texts (the top-k engine): distilled together,
+    a batch holds close pairs, the ones a domain's task is about (random texts are mostly unrelated)."""
+    from embtune.encoders import load_encoder
+    from embtune.search import topk
+
+    path = out / f"neighbours-{n}.tsv"
+    if path.is_file():
+        return path
+    corpus = [t for t in d["unlabeled"].read_text(encoding="utf-8").splitlines() if t.strip()]
+    anchors = sorted(corpus, key=lambda t: (sha(t), t))[: n // (k + 1)]
+    enc = load_encoder(MODEL)
+    c = enc.encode(corpus, batch_size=128, normalize=True)
+    row = {t: i for i, t in enumerate(corpus)}
+    idx, _ = topk(c[[row[t] for t in anchors]], c, k + 1)
+    rows = [(a, *[corpus[j] for j in r if corpus[j] != a][:k]) for a, r in zip(anchors, idx)]
+    write_tsv(path, ("sent0", "sent1", "hard_neg"), [r for r in rows if len(r) == k + 1])
     return path
 
 
@@ -284,6 +308,8 @@ def run_one(domain: str, recipe: str, d: dict, work: Path, args) -> dict | None:
     t0 = time.perf_counter()
     if recipe in ("distill", "tsdae", "distill-sup", "tsdae-sup"):
         d = dict(d, capped=capped_texts(d, work / domain / "data", args.distill_texts))
+    if recipe in ("distill-nn", "distill-nn-sup"):
+        d = dict(d, neighbours=neighbour_rows(d, work / domain / "data", args.distill_texts))
     if recipe == "mined":
         d = dict(d, triples=mined_triples(d, work / domain / "data", args))
     if recipe in ("start", "teacher"):

@@ -43,6 +43,12 @@ def _ddp_worker(rank: int, world: int, port: int, cfg: dict, gather: bool) -> No
 
 
 def write_files(tmp_path):
+    """Unlabelled sentences, sup triples, scored pairs (CoSENT) and class-labelled texts (SupCon)."""
+    n = len(SENTENCES)
+    (tmp_path / "scored.tsv").write_text("sent0\tsent1\tscore\n" + "".join(
+        f"{SENTENCES[i]}\t{SENTENCES[(i + 1) % n]}\t{i % 5}\n" for i in range(n)), encoding="utf-8")
+    (tmp_path / "classes.tsv").write_text("text\tlabel\n" + "".join(
+        f"{x}\tc{i % 3}\n" for i, x in enumerate(SENTENCES)), encoding="utf-8")
     u = tmp_path / "u.txt"
     u.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
     s = tmp_path / "s.csv"
@@ -59,15 +65,18 @@ def max_diff(a, b) -> float:
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
-@pytest.mark.parametrize("objective", ["unsup-simcse", "sup-simcse"])
+@pytest.mark.parametrize("objective", ["unsup-simcse", "sup-simcse", "cosent", "supcon"])
 def test_ddp_two_processes_equal_one_process_with_the_global_batch(tiny_bert, tmp_path, objective):
+    """The labelled objectives too: CoSENT's scores and SupCon's classes must follow the gathered batch."""
     import json
 
     u, s = write_files(tmp_path)
+    files = {"unsup-simcse": u, "sup-simcse": s, "cosent": tmp_path / "scored.tsv", "supcon": tmp_path / "classes.tsv"}
     # A large Adam epsilon makes the first update ≈ lr·gradient (plain Adam's first step is lr·sign(g),
     # which would turn float noise in near-zero gradients into full-size differences).
-    base = dict(model=str(tiny_bert), objective=objective, train_file=str(u if objective == "unsup-simcse" else s),
-                max_steps=1, lr=1.0, adam_epsilon=1.0, seed=3, dropout=False, max_seq_length=16,
+    base = dict(model=str(tiny_bert), objective=objective, train_file=str(files[objective]),
+                max_steps=1, lr=10.0 if objective == "supcon" else 1.0,  # SupCon's gradient is ~20x smaller here
+                adam_epsilon=1.0, seed=3, dropout=False, max_seq_length=16,
                 precision="fp32")  # explicit: the spawned processes do not see the tests' precision patch
     torch.set_num_threads(1)
     single = train(make_config(**base, batch_size=8, output=str(tmp_path / "one")), progress=False)
@@ -124,7 +133,7 @@ def test_grad_cache_matches_the_full_batch_with_dropout_on(tiny_bert, objective_
 @pytest.mark.parametrize("objective", ["unsup-simcse", "sup-simcse"])
 def test_mini_batch_size_trains_like_the_full_batch(tiny_bert, tmp_path, objective):
     u, s = write_files(tmp_path)
-    base = dict(model=str(tiny_bert), objective=objective, train_file=str(u if objective == "unsup-simcse" else s),
+    base = dict(model=str(tiny_bert), objective=objective, train_file=str(files[objective]),
                 batch_size=8, max_steps=2, lr=1.0, adam_epsilon=1.0, seed=5, dropout=False)
     a = train(make_config(**base, output=str(tmp_path / "full")), progress=False)
     b = train(make_config(**base, output=str(tmp_path / "gc"), mini_batch_size=2), progress=False)
