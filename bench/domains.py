@@ -30,8 +30,10 @@ regularisation to the starting model, λ = ``--anchor``), ``sup`` (sup SimCSE on
 negatives), ``sup-anchor``, ``cosent`` (CoSENT on the scored/binary pairs), ``mined`` (sup SimCSE on triples
 whose hard negative ``embtune mine`` took from the unlabeled texts with the starting model), ``distill``
 (in-domain distillation from all-mpnet-base-v2 on the unlabeled text, ``--distill-loss``; the first
-``--distill-texts`` texts in SHA-1 order, since the teacher is slow on 2 cores), ``distill-sup`` (distill, then
-sup SimCSE from its returned model), ``tsdae-sup`` (TSDAE on the same capped unlabeled text, then sup SimCSE —
+``--distill-texts`` texts in SHA-1 order, since the teacher is slow on 2 cores), ``distill-nn`` (the same
+distillation on rows of a text and its 2 nearest neighbours under the starting model, ``--distill-texts`` texts
+in all, so each batch holds close pairs — random in-domain texts are mostly unrelated, and the relational
+loss then has little to teach), ``distill-sup`` / ``distill-nn-sup`` (then sup SimCSE from the returned model), ``tsdae-sup`` (TSDAE on the same capped unlabeled text, then sup SimCSE —
 the TSDAE paper's order). ``teacher``: all-mpnet-base-v2 itself on the evaluation split, a reference (not a
 recipe; skipped for CQADupStack, whose full corpora the teacher would take too long to encode here).
 """
