@@ -288,11 +288,16 @@ def mined_triples(d: dict, out: Path, args) -> Path:
     return path
 
 
+def run_name(recipe: str, args) -> str:
+    """A run's folder: the recipe and its budget (``sup@100``), so budgets sit side by side."""
+    return recipe if recipe in ("start", "teacher") else f"{recipe}@{args.steps}"
+
+
 def train_stage(domain: str, recipe: str, d: dict, work: Path, args, model: str = MODEL) -> dict:
     from embtune.config import make_config
     from embtune.training import train
 
-    out = work / domain / recipe / "model"
+    out = work / domain / run_name(recipe, args) / "model"
     m = train(make_config(**recipe_config(recipe, d, out, args, model)), progress=False, overwrite=True)
     return {"model": str(out), "selected_step": m["selected_step"], "steps": m["steps"],
             "select_start": m["start_value"], "select_best": m["best_value"], "select_metric": m["best_metric"],
@@ -300,7 +305,7 @@ def train_stage(domain: str, recipe: str, d: dict, work: Path, args, model: str 
 
 
 def run_one(domain: str, recipe: str, d: dict, work: Path, args) -> dict | None:
-    done = work / domain / recipe / "bench.json"
+    done = work / domain / run_name(recipe, args) / "bench.json"
     if done.is_file():
         return json.loads(done.read_text())
     if recipe == "cosent" and d["scored"] is None:
@@ -331,6 +336,7 @@ def run_one(domain: str, recipe: str, d: dict, work: Path, args) -> dict | None:
         res = train_stage(domain, recipe, d, work, args)
         res["eval"] = evaluate(res["model"], d["eval"])
     res["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    res["eval_steps"] = args.eval_steps
     done.parent.mkdir(parents=True, exist_ok=True)
     done.write_text(json.dumps(res, indent=1))
     return res
@@ -341,7 +347,7 @@ def _second_stage(domain: str, recipe: str, second: str, d: dict, work: Path, ar
     from embtune.config import make_config
     from embtune.training import train
 
-    out = work / domain / recipe / "model"
+    out = work / domain / run_name(recipe, args) / "model"
     m = train(make_config(**recipe_config(second, d, out, args, model)), progress=False, overwrite=True)
     return {"model": str(out), "selected_step": m["selected_step"], "steps": m["steps"],
             "select_best": m["best_value"], "select_metric": m["best_metric"], "train_seconds": m["train_seconds"]}
@@ -351,15 +357,19 @@ def render(work: Path, domains: list[str], notes: dict[str, str], args) -> str:
     cpu = subprocess.run("lscpu | grep -o avx512_bf16 | head -1", shell=True, capture_output=True, text=True).stdout.strip()
     lines = ["# Domain benchmark: tuning all-MiniLM-L6-v2 on a domain's own data", "",
              f"`python -m bench.domains` ({' '.join(args.argv)}); CPU {platform.processor() or platform.machine()}, "
-             f"{os.cpu_count()} cores, flags: {cpu or 'no avx512_bf16'}; training precision {args.precision}. Shared machine: wall times are "
-             "inflated by other jobs running at the same time.", "",
-             f"Budget per recipe: {args.steps} steps, batch 64, max_seq_length 32, lr 3e-5, seed 42; evaluation on the "
-             f"selection split at step 0 and every {args.eval_steps} steps; the run returns the best of those "
-             "checkpoints (step 0 = the starting model). Metrics ×100 on the evaluation split, which no run trains or "
-             "selects on.", ""]
+             f"{os.cpu_count()} cores, flags: {cpu or 'no avx512_bf16'}; training precision {args.precision}; runs of "
+             "one thread each (`OMP_NUM_THREADS=1`), several side by side on the 2 cores: wall times are those of a "
+             "shared machine.", "",
+             "Budget: a recipe named `name @N` trained N steps (a chain `a-b @N`: N steps each), batch 64 "
+             "(distill-nn: 22 rows of 3), max_seq_length 32, lr 3e-5 (distillation 5e-5), seed 42; evaluation on the "
+             "selection split at step 0 and every E steps; the run returns the best of those checkpoints (step 0 = "
+             "the starting model; the selected-step column: selected / trained, every E). Metrics ×100 "
+             "on the evaluation split, which no run trains or selects on.", ""]
     for dom in domains:
-        rows = {r: json.loads((work / dom / r / "bench.json").read_text())
-                for r in ("start", *RECIPES) if (work / dom / r / "bench.json").is_file()}
+        found = {p.parent.name: json.loads(p.read_text()) for p in (work / dom).glob("*/bench.json")}
+        order = {r: i for i, r in enumerate(("start", *RECIPES))}
+        rows = dict(sorted(found.items(), key=lambda kv: (order.get(kv[0].split("@")[0], 99),
+                                                          int(kv[0].split("@")[1]) if "@" in kv[0] else 0)))
         if "start" not in rows:
             continue
         metrics = list(rows["start"]["eval"])
@@ -370,8 +380,9 @@ def render(work: Path, domains: list[str], notes: dict[str, str], args) -> str:
         base = rows["start"]["eval"][shown[0]]
         for r, v in rows.items():
             ref = r in ("start", "teacher")
+            r = r.replace("@", " @")
             sel = "–" if ref else f"{v['select_start']:.2f} → {v['select_best']:.2f}"
-            step = "–" if ref else f"{v['selected_step']} / {v['steps']}"
+            step = "–" if ref else f"{v['selected_step']} / {v['steps']}, every {v.get('eval_steps', '?')}"
             lines.append(f"| {r} | " + " | ".join(f"{v['eval'][m]:.2f}" for m in shown)
                          + f" | {v['eval'][shown[0]] - base:+.2f} | {step} | {sel} | {v['wall_seconds']:.0f} |")
         key = "cqa" if dom.startswith("cqa-") else dom
