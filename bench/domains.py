@@ -257,23 +257,15 @@ def capped_texts(d: dict, out: Path, n: int) -> Path:
 
 
 def neighbour_rows(d: dict, out: Path, n: int, k: int = 2) -> Path:
-    """Rows (text, its k nearest other texts) for the first ``n // (k + 1)`` capped texts, neighbours
-    found by the starting model among all the unlabeled texts (the top-k engine): distilled together,
-    a batch holds close pairs, the ones a domain's task is about (random texts are mostly unrelated)."""
-    from embtune.encoders import load_encoder
-    from embtune.search import topk
+    """``embtune mine --neighbours k --max-rows n/(k+1)`` over the unlabeled texts with the starting model
+    (:func:`embtune.training.mining.neighbour_rows`): rows of a text and its k nearest others."""
+    from embtune.training.mining import neighbour_rows as rows_of
 
-    path = out / f"neighbours-{n}.tsv"
-    if path.is_file():
-        return path
-    corpus = [t for t in d["unlabeled"].read_text(encoding="utf-8").splitlines() if t.strip()]
-    anchors = sorted(corpus, key=lambda t: (sha(t), t))[: n // (k + 1)]
-    enc = load_encoder(MODEL)
-    c = enc.encode(corpus, batch_size=128, normalize=True)
-    row = {t: i for i, t in enumerate(corpus)}
-    idx, _ = topk(c[[row[t] for t in anchors]], c, k + 1)
-    rows = [(a, *[corpus[j] for j in r if corpus[j] != a][:k]) for a, r in zip(anchors, idx)]
-    write_tsv(path, ("sent0", "sent1", "hard_neg"), [r for r in rows if len(r) == k + 1])
+    path = out / f"neighbours-{n}.tsv"  # the first runs' name (same rows as the product function writes)
+    if not path.is_file():
+        path = out / f"neighbours-{n}.csv"
+        if not path.is_file():
+            rows_of(MODEL, d["unlabeled"], path, neighbours=k, max_rows=n // (k + 1), batch_size=128)
     return path
 
 

@@ -147,13 +147,20 @@ def _add_serve(sub) -> None:
 
 
 def _add_mine(sub) -> None:
-    p = sub.add_parser("mine", help="mine hard negatives for (query, positive) pairs from a corpus -> triples",
-                       description="Rank the corpus for every pair's query with MODEL and write (sent0, sent1, "
-                                   "hard_neg) rows for sup-simcse, the negatives taken from ranks RANGE_MIN+1 … "
+    p = sub.add_parser("mine", help="mine hard negatives for (query, positive) pairs from a corpus -> triples; "
+                                    "or, with --neighbours, rows of neighbouring texts for distillation",
+                       description="With --pairs: rank the corpus for every pair's query with MODEL and write (sent0, "
+                                   "sent1, hard_neg) rows for sup-simcse, the negatives taken from ranks RANGE_MIN+1 … "
                                    "RANGE_MAX, never a known positive of the query, and dropped when scored above "
-                                   "the positive's score minus MARGIN (likely false negatives).")
+                                   "the positive's score minus MARGIN (likely false negatives). With --neighbours K "
+                                   "(no pairs): rows of a corpus text and its K nearest other texts, training rows "
+                                   "for --objective distill on unlabeled in-domain text.")
     p.add_argument("model", help="the model that ranks (built-in name, folder or Hugging Face id)")
-    p.add_argument("--pairs", required=True, help="(query, positive) pairs: .csv/.tsv/.jsonl with sent0, sent1")
+    p.add_argument("--pairs", default=None, help="(query, positive) pairs: .csv/.tsv/.jsonl with sent0, sent1")
+    p.add_argument("--neighbours", type=int, default=None,
+                   help="instead of --pairs: write rows of each text and its K (1 or 2) nearest neighbours")
+    p.add_argument("--max-rows", type=int, default=None,
+                   help="with --neighbours: at most N rows (the first N texts in SHA-1 order; default all)")
     p.add_argument("--corpus", required=True, help="candidate texts: .txt (one per line) or BEIR corpus.jsonl; "
                                                     "must hold every positive")
     p.add_argument("--output", required=True, help="the triples: .csv (header sent0,sent1,hard_neg) or .jsonl")
@@ -429,6 +436,26 @@ def cmd_mine(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise EmbtuneError(f"--batch-size {args.batch_size}: expected >= 1")
+    if (args.pairs is None) == (args.neighbours is None):
+        raise EmbtuneError("give --pairs (hard negatives for (query, positive) pairs) or --neighbours K (rows of "
+                           "neighbouring texts for distillation), not both, not neither")
+    if args.neighbours is not None:
+        from embtune.training.mining import OUTPUT_SUFFIXES, neighbour_rows
+
+        moved = [f for f, v, d in (("--range-min", args.range_min, 10), ("--range-max", args.range_max, 50),
+                                   ("--num-negatives", args.num_negatives, 1), ("--margin", args.margin, 0.05)) if v != d]
+        if moved:
+            raise EmbtuneError(f"{', '.join(moved)}: options of hard-negative mining (--pairs); --neighbours takes "
+                               "the nearest texts")
+        if Path(args.output).suffix.lower() not in OUTPUT_SUFFIXES:
+            raise EmbtuneError(f"--output {args.output}: expected a .csv or .jsonl file name")
+        rows = neighbour_rows(args.model, args.corpus, args.output, neighbours=args.neighbours,
+                              max_rows=args.max_rows, batch_size=args.batch_size, device=args.device,
+                              show_progress=sys.stderr.isatty())
+        print(f"wrote {args.output}: {len(rows)} rows of a text and its {args.neighbours} nearest neighbours")
+        return 0
+    if args.max_rows is not None:
+        raise EmbtuneError("--max-rows: an option of --neighbours")
     _, report = mine(args.model, args.pairs, args.corpus, args.output, range_min=args.range_min,
                      range_max=args.range_max, num_negatives=args.num_negatives, margin=args.margin,
                      batch_size=args.batch_size, device=args.device, show_progress=sys.stderr.isatty())

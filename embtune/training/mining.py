@@ -20,6 +20,14 @@ NV-Retriever's positive-aware mining (Moreira et al. 2024):
 
 Every positive must be a text of the corpus (an error naming the pairs file's line otherwise): the
 ranking is of the corpus, and the margin compares a candidate's corpus score with the positive's.
+
+Without pairs, :func:`neighbour_rows` writes rows of a corpus text and its nearest other texts — training
+rows for **distillation** from a stronger teacher on unlabeled in-domain text: a batch of random texts
+of one domain is mostly unrelated pairs, while rows of neighbours put the close pairs a domain's task is
+about (the duplicates and near-misses) into every batch, and the teacher says how close each one is —
+the idea of GPL's pseudo-labelling of mined candidates (Wang et al. 2022), with the teacher's
+bi-encoder similarities as the labels (the relational / similarity losses of ``distill``). They are not
+triples for sup-simcse: the neighbours are unlabeled, not positives and negatives.
 """
 
 from __future__ import annotations
@@ -202,6 +210,44 @@ def mine(model, pairs: str | Path, corpus: str | Path | list[str], output: str |
     return rows, report
 
 
+def neighbour_rows(model, corpus: str | Path | list[str], output: str | Path | None = None, *,
+                   neighbours: int = 2, max_rows: int | None = None, batch_size: int = 64, device: str | None = None,
+                   show_progress: bool = False) -> list[tuple[str, ...]]:
+    """Rows ``(text, its nearest other text, the next, …)`` (``neighbours`` = 1 or 2, so a row is a pair or a
+    three-text row that every reader takes) for the corpus's distinct texts, ranked by ``model``
+    (cosine, the exact top-k engine). ``max_rows``: the first N texts in SHA-1 order of their text
+    (deterministic, independent of the file's order); neighbours are searched in the whole corpus.
+    Written as CSV (header ``sent0,sent1[,hard_neg]``) or JSONL when ``output`` is given."""
+    import hashlib
+
+    from embtune.search import topk
+
+    if neighbours not in (1, 2):
+        raise EmbtuneError(f"--neighbours {neighbours}: expected 1 or 2 (rows of 2 or 3 texts)")
+    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1):
+        raise EmbtuneError(f"--max-rows {max_rows!r}: expected a positive integer")
+    raw = corpus if isinstance(corpus, list) else read_corpus(corpus)
+    texts = list(dict.fromkeys(t.strip() for t in raw if t.strip()))
+    name = "the corpus" if isinstance(corpus, list) else str(corpus)
+    if len(raw) != len(texts):
+        logger.info("%s: %d repeated or blank texts left out (%d distinct)", name, len(raw) - len(texts), len(texts))
+    if len(texts) <= neighbours:
+        raise EmbtuneError(f"{name}: {len(texts)} distinct texts; rows of {neighbours + 1} need more")
+    order = sorted(range(len(texts)), key=lambda i: (hashlib.sha1(texts[i].encode("utf-8")).hexdigest(), texts[i]))
+    anchors = order[:max_rows] if max_rows else order
+    from embtune.encoders import load_encoder
+
+    enc = load_encoder(str(model), device=device) if isinstance(model, (str, Path)) else model
+    emb = enc.encode(texts, batch_size=batch_size, normalize=True, show_progress=show_progress)
+    idx, _ = topk(emb[anchors], emb, neighbours + 1)
+    rows = [(texts[a], *[texts[j] for j in row if j != a][:neighbours]) for a, row in zip(anchors, idx)]
+    logger.info("%d rows of a text and its %d nearest neighbours (corpus of %d distinct texts)", len(rows),
+                neighbours, len(texts))
+    if output is not None:
+        write_rows(rows, Path(output), ("sent0", "sent1", "hard_neg")[: neighbours + 1])
+    return rows
+
+
 def _data_lines(path: str, n: int) -> list[int]:
     """The 1-based file line of each example of a pairs file (for error messages)."""
     from embtune.data.readers import read_text_lines
@@ -226,18 +272,23 @@ def _data_lines(path: str, n: int) -> list[int]:
 
 def write_triples(rows: list[tuple[str, str, str]], path: Path) -> None:
     """Write ``(sent0, sent1, hard_neg)`` rows atomically: CSV with a header, or JSONL."""
+    write_rows(rows, path, ("sent0", "sent1", "hard_neg"))
+
+
+def write_rows(rows: list[tuple[str, ...]], path: Path, columns: tuple[str, ...]) -> None:
+    """Write rows atomically: CSV with the header ``columns``, or JSONL with them as fields."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             if path.suffix.lower() == ".jsonl":
                 for r in rows:
-                    f.write(json.dumps(dict(zip(("sent0", "sent1", "hard_neg"), r)), ensure_ascii=False) + "\n")
+                    f.write(json.dumps(dict(zip(columns, r)), ensure_ascii=False) + "\n")
             else:
                 w = csv.writer(f, lineterminator="\n")
-                w.writerow(("sent0", "sent1", "hard_neg"))
+                w.writerow(columns)
                 w.writerows(rows)
         tmp.replace(path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise EmbtuneError(f"--output {path}: cannot write the triples ({e})") from e
+        raise EmbtuneError(f"--output {path}: cannot write the rows ({e})") from e

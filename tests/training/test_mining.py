@@ -132,3 +132,42 @@ def test_cli_mine_on_the_tiny_model(tiny_bert, tmp_path, capsys):
     assert main(["mine", str(tiny_bert), "--pairs", str(pairs), "--corpus", str(corpus), "--output", str(out),
                  "--range-max", "0"]) == 2
     assert "--range-max 0" in capsys.readouterr().err
+
+
+def test_neighbour_rows_by_hand(tmp_path):
+    """Each row is a text and its nearest other texts by angle; the text itself is never its neighbour;
+    repeated texts count once; max_rows keeps the first texts in SHA-1 order, neighbours from the whole corpus."""
+    import hashlib
+
+    from embtune.training.mining import neighbour_rows
+
+    angles = {"a": 0.0, "b": 0.1, "c": 0.25, "d": 1.0, "e": 1.05, "f": 2.0}
+    corpus = ["a", "b", "c", "d", "e", "f", "a"]
+    rows = neighbour_rows(FixedEncoder(angles), corpus, tmp_path / "rows.csv", neighbours=2)
+    got = {r[0]: r[1:] for r in rows}
+    assert len(rows) == 6  # "a" twice in the corpus, one row
+    assert got["a"] == ("b", "c") and got["b"] == ("a", "c") and got["d"] == ("e", "c") and got["f"] == ("e", "d")
+    assert got["c"] == ("b", "a")  # negative control: not file order (which would give a, b) — by similarity
+    data = read_train_file(tmp_path / "rows.csv")
+    assert data.columns == ("sent0", "sent1", "hard_neg") and len(data) == 6
+    first = sorted(angles, key=lambda t: hashlib.sha1(t.encode()).hexdigest())[:2]
+    two = neighbour_rows(FixedEncoder(angles), corpus, neighbours=1, max_rows=2)
+    assert [r[0] for r in two] == first and all(len(r) == 2 for r in two)
+    with pytest.raises(EmbtuneError, match="--neighbours 3: expected 1 or 2"):
+        neighbour_rows(FixedEncoder(angles), corpus, neighbours=3)
+
+
+def test_cli_neighbours_mode(tiny_bert, tmp_path, capsys):
+    from tests.conftest import SENTENCES
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    out = tmp_path / "rows.csv"
+    assert main(["mine", str(tiny_bert), "--corpus", str(corpus), "--neighbours", "2", "--max-rows", "5",
+                 "--output", str(out)]) == 0
+    assert "5 rows" in capsys.readouterr().out and len(read_train_file(out)) == 5
+    assert main(["mine", str(tiny_bert), "--corpus", str(corpus), "--output", str(out)]) == 2
+    assert "--pairs" in capsys.readouterr().err
+    assert main(["mine", str(tiny_bert), "--corpus", str(corpus), "--neighbours", "1", "--margin", "0.2",
+                 "--output", str(out)]) == 2
+    assert "--margin: options of hard-negative mining" in capsys.readouterr().err
