@@ -196,14 +196,23 @@ def prepare_zh(task: str, out: Path) -> dict:
 
 
 def prepare(domain: str, data: Path, out: Path) -> dict:
+    """The domain's files, written once (``prepared.json`` marks them done: runs reading them are never
+    raced by a rewrite)."""
+    marker = out / "prepared.json"
+    if marker.is_file():
+        d = json.loads(marker.read_text(encoding="utf-8"))
+        return {k: Path(v) if k in ("pairs", "scored", "unlabeled") and v else v for k, v in d.items()}
     out.mkdir(parents=True, exist_ok=True)
     if domain.startswith("cqa-"):
-        return prepare_cqa(domain[4:], data, out)
-    if domain == "twitterpara":
-        return prepare_twitter(data, out)
-    if domain in ZH:
-        return prepare_zh(domain, out)
-    raise SystemExit(f"unknown domain {domain!r}")
+        d = prepare_cqa(domain[4:], data, out)
+    elif domain == "twitterpara":
+        d = prepare_twitter(data, out)
+    elif domain in ZH:
+        d = prepare_zh(domain, out)
+    else:
+        raise SystemExit(f"unknown domain {domain!r}")
+    marker.write_text(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in d.items()}), encoding="utf-8")
+    return d
 
 
 # ---- runs ---------------------------------------------------------------------------------------------
@@ -379,6 +388,7 @@ def render(work: Path, domains: list[str], notes: dict[str, str], args) -> str:
                          + f" | {v['eval'][shown[0]] - base:+.2f} | {step} | {sel} | {v['wall_seconds']:.0f} |")
         key = "cqa" if dom.startswith("cqa-") else dom
         lines += ["", f"Published anchors / references: {ANCHORS.get(key, '–')}.", ""]
+    lines += summary(work, domains)
     doc = Path(args.doc)
     kept = ""
     if doc.is_file() and NOTES_MARK in doc.read_text(encoding="utf-8"):  # the hand-written reading is kept
@@ -387,6 +397,32 @@ def render(work: Path, domains: list[str], notes: dict[str, str], args) -> str:
 
 
 NOTES_MARK = "<!-- notes: kept when the tables are regenerated -->"
+
+
+def summary(work: Path, domains: list[str]) -> list[str]:
+    """The issue's aggregate targets: CQADupStack mean nDCG@10 over its forums, the Chinese sets' mean
+    Spearman. Each run is averaged over the domains that have it, beside the start's mean over the same."""
+    groups = {"CQADupStack (nDCG@10)": ([d for d in domains if d.startswith("cqa-")], "ndcg@10"),
+              "Chinese sets (Spearman)": ([d for d in domains if d in ZH], "spearman")}
+    out: list[str] = []
+    for title, (doms, metric) in groups.items():
+        runs: dict[str, dict[str, float]] = {}
+        for dom in doms:
+            for p in (work / dom).glob("*/bench.json"):
+                runs.setdefault(p.parent.name, {})[dom] = json.loads(p.read_text())["eval"][metric]
+        if len(doms) < 2 or "start" not in runs:
+            continue
+        # the best run of each domain (by the evaluation metric: a reading aid, not a selection rule)
+        out += [f"## Summary: {title}, mean over the domains each run has", "",
+                "| run | domains | mean | start's mean on those | Δ |", "|---|---:|---:|---:|---:|"]
+        for name, vals in sorted(runs.items(), key=lambda kv: (kv[0] != "start", kv[0])):
+            if name == "teacher":
+                continue
+            base = [runs["start"][d] for d in vals if d in runs["start"]]
+            mean, ref = float(np.mean(list(vals.values()))), float(np.mean(base))
+            out.append(f"| {name.replace('@', ' @')} | {len(vals)} of {len(doms)} | {mean:.2f} | {ref:.2f} | {mean - ref:+.2f} |")
+        out.append("")
+    return out
 
 
 def main() -> None:
