@@ -457,7 +457,11 @@ def main() -> None:
     domains = [x.strip() for x in args.domains.split(",") if x.strip()]
     recipes = [x.strip() for x in args.recipes.split(",") if x.strip()]
     notes = {}
-    prepared = {dom: prepare(dom, data, work / dom / "data") for dom in domains}
+    if args.render_only:  # never rewrites a domain's files (a run may be reading them)
+        prepared = {dom: prepare(dom, data, work / dom / "data") for dom in domains
+                    if (work / dom / "data" / "prepared.json").is_file()}
+    else:
+        prepared = {dom: prepare(dom, data, work / dom / "data") for dom in domains}
     notes = {dom: p["note"] for dom, p in prepared.items()}
     for dom in domains if not args.render_only else []:
         for recipe in ("start", *recipes):
