@@ -296,9 +296,11 @@ def part_e(args) -> dict:
 
 def write_doc(res: dict) -> None:
     lines = ["# Search: the top-k engine, faiss, quantized indexes, the SimCSE tool", "",
-             "Measured with `python -m bench.search` (niced, in the background) on: " + res.get("machine", "?") + ".",
-             f"CPU flags: {res.get('cpu_flags', '?')}. The 2 cores were shared with other jobs while this ran, so times "
-             "carry noise; every comparison alternates its contenders in one process and keeps the best round.", ""]
+             "Measured with `python -m bench.search` on: " + res.get("machine", "?") + ".",
+             f"CPU flags: {res.get('cpu_flags', '?')}. Load average (1 min) when each part ended: "
+             + ", ".join(f"({k}) {v['loadavg_1m_at_end']:.1f}" for k, v in sorted(res.items())
+                         if isinstance(v, dict) and "loadavg_1m_at_end" in v)
+             + ". Every comparison alternates its contenders in one process and keeps the best round.", ""]
     for key in ("a", "a_random"):
         if key not in res:
             continue
