@@ -57,9 +57,10 @@ MODEL = "minilm-l6"
 ZH = ("lcqmc", "atec", "bq", "pawsx", "stsb-zh")
 TEACHER = "mpnet-base"
 RECIPES = ("teacher", "unsup", "unsup-anchor", "sup", "sup-anchor", "cosent", "mined", "distill", "distill-nn",
-           "distill-sup", "distill-nn-sup", "tsdae-sup")
+           "distill-sup", "distill-nn-sup", "distill-nn-cosent", "tsdae-sup")
 #: two-stage recipes: (first stage, second stage); the second starts from the first's returned model
-CHAINS = {"distill-sup": ("distill", "sup"), "distill-nn-sup": ("distill-nn", "sup"), "tsdae-sup": ("tsdae", "sup")}
+CHAINS = {"distill-sup": ("distill", "sup"), "distill-nn-sup": ("distill-nn", "sup"),
+          "distill-nn-cosent": ("distill-nn", "cosent"), "tsdae-sup": ("tsdae", "sup")}
 #: published anchors and the issue's measured starting points (all-MiniLM-L6-v2), per domain
 ANCHORS = {
     "cqa": "TSDAE (bert-base, USEB title-only) CQADupStack MAP@100 14.5 (mean of 12 forums); MiniLM android full "
@@ -290,8 +291,13 @@ def mined_triples(d: dict, out: Path, args) -> Path:
 
 
 def run_name(recipe: str, args) -> str:
-    """A run's folder: the recipe and its budget (``sup@100``), so budgets sit side by side."""
-    return recipe if recipe in ("start", "teacher") else f"{recipe}@{args.steps}"
+    """A run's folder: the recipe and its budget (``sup@100``; a chain whose second stage has its own
+    budget: ``distill-nn-cosent@300+100``), so budgets sit side by side."""
+    if recipe in ("start", "teacher"):
+        return recipe
+    if recipe in CHAINS and args.second_steps:
+        return f"{recipe}@{args.steps}+{args.second_steps}"
+    return f"{recipe}@{args.steps}"
 
 
 def train_stage(domain: str, recipe: str, d: dict, work: Path, args, model: str = MODEL) -> dict:
@@ -349,7 +355,9 @@ def _second_stage(domain: str, recipe: str, second: str, d: dict, work: Path, ar
     from embtune.training import train
 
     out = work / domain / run_name(recipe, args) / "model"
-    m = train(make_config(**recipe_config(second, d, out, args, model)), progress=False, overwrite=True)
+    values = recipe_config(second, d, out, args, model)
+    values["max_steps"] = args.second_steps or args.steps
+    m = train(make_config(**values), progress=False, overwrite=True)
     return {"model": str(out), "selected_step": m["selected_step"], "steps": m["steps"],
             "select_best": m["best_value"], "select_metric": m["best_metric"], "train_seconds": m["train_seconds"]}
 
@@ -369,8 +377,7 @@ def render(work: Path, domains: list[str], notes: dict[str, str], args) -> str:
     for dom in domains:
         found = {p.parent.name: json.loads(p.read_text()) for p in (work / dom).glob("*/bench.json")}
         order = {r: i for i, r in enumerate(("start", *RECIPES))}
-        rows = dict(sorted(found.items(), key=lambda kv: (order.get(kv[0].split("@")[0], 99),
-                                                          int(kv[0].split("@")[1]) if "@" in kv[0] else 0)))
+        rows = dict(sorted(found.items(), key=lambda kv: (order.get(kv[0].split("@")[0], 99), kv[0])))
         if "start" not in rows:
             continue
         metrics = list(rows["start"]["eval"])
@@ -433,6 +440,7 @@ def main() -> None:
     ap.add_argument("--eval-steps", type=int, default=50)
     ap.add_argument("--anchor", type=float, default=1.0)
     ap.add_argument("--teacher", default=TEACHER)
+    ap.add_argument("--second-steps", type=int, default=None, help="steps of a chain's second stage (default --steps)")
     ap.add_argument("--distill-loss", default="relational", choices=("mse", "relational", "similarity"))
     ap.add_argument("--distill-lr", type=float, default=5e-5)
     ap.add_argument("--distill-texts", type=int, default=6000, help="unlabeled texts the teacher encodes (cap)")
