@@ -133,7 +133,7 @@ def test_grad_cache_matches_the_full_batch_with_dropout_on(tiny_bert, objective_
 @pytest.mark.parametrize("objective", ["unsup-simcse", "sup-simcse"])
 def test_mini_batch_size_trains_like_the_full_batch(tiny_bert, tmp_path, objective):
     u, s = write_files(tmp_path)
-    base = dict(model=str(tiny_bert), objective=objective, train_file=str(files[objective]),
+    base = dict(model=str(tiny_bert), objective=objective, train_file=str(u if objective == "unsup-simcse" else s),
                 batch_size=8, max_steps=2, lr=1.0, adam_epsilon=1.0, seed=5, dropout=False)
     a = train(make_config(**base, output=str(tmp_path / "full")), progress=False)
     b = train(make_config(**base, output=str(tmp_path / "gc"), mini_batch_size=2), progress=False)
