@@ -289,7 +289,6 @@ def train_embtune(b: Bench, folder: Path, train_file: Path, work: Path, p: str) 
     tr.optimizer_step = stamped
     tr.tracker.tb = None  # no TensorBoard writes in a throughput measurement
     tr.save_checkpoint = lambda: None
-    tr.encoder.save = lambda *a, **k: None  # nothing to keep
     tr.run()
     sec = stamps[-1] - stamps[args.warmup_steps - 1]
     n = args.train_steps
@@ -367,7 +366,6 @@ def profile(b: Bench, folder: Path, sents: list[str], work: Path) -> None:
     train_file = work / "train.txt"
     tr = _trainer(folder, train_file, work, p, 13, b.device)
     tr.tracker.tb = None
-    tr.encoder.save = lambda *a, **k: None
     orig = tr.optimizer_step
     state = {"n": 0, "prof": None}
 
