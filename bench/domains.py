@@ -300,12 +300,18 @@ def run_name(recipe: str, args) -> str:
     return f"{recipe}@{args.steps}"
 
 
-def train_stage(domain: str, recipe: str, d: dict, work: Path, args, model: str = MODEL) -> dict:
+def train_stage(domain: str, recipe: str, d: dict, work: Path, args, model: str = MODEL, run: str | None = None,
+                steps: int | None = None) -> dict:
+    """Train ``recipe`` from ``model`` into ``<run>/model`` (``run``: the row's folder, default the recipe's own;
+    a chain's second stage trains into the chain's folder with its own ``steps``)."""
     from embtune.config import make_config
     from embtune.training import train
 
-    out = work / domain / run_name(recipe, args) / "model"
-    m = train(make_config(**recipe_config(recipe, d, out, args, model)), progress=False, overwrite=True)
+    out = work / domain / (run or run_name(recipe, args)) / "model"
+    values = recipe_config(recipe, d, out, args, model)
+    if steps:
+        values["max_steps"] = steps
+    m = train(make_config(**values), progress=False, overwrite=True)
     return {"model": str(out), "selected_step": m["selected_step"], "steps": m["steps"],
             "select_start": m["start_value"], "select_best": m["best_value"], "select_metric": m["best_metric"],
             "train_seconds": m["train_seconds"]}
@@ -335,7 +341,8 @@ def run_one(domain: str, recipe: str, d: dict, work: Path, args) -> dict | None:
         one = run_one(domain, first, d, work, args) if first in RECIPES else None
         if one is None:  # a stage that is not a row of its own (tsdae) is trained here
             one = train_stage(domain, first, d, work, args)
-        two = _second_stage(domain, recipe, second, d, work, args, one["model"])
+        two = train_stage(domain, second, d, work, args, one["model"], run=run_name(recipe, args),
+                          steps=args.second_steps or args.steps)
         res = dict(two, eval=evaluate(two["model"], d["eval"]), first_stage=one,
                    selected_step=f"{one['selected_step']}+{two['selected_step']}",
                    steps=f"{one['steps']}+{two['steps']}", select_start=one["select_start"])
@@ -347,19 +354,6 @@ def run_one(domain: str, recipe: str, d: dict, work: Path, args) -> dict | None:
     done.parent.mkdir(parents=True, exist_ok=True)
     done.write_text(json.dumps(res, indent=1))
     return res
-
-
-def _second_stage(domain: str, recipe: str, second: str, d: dict, work: Path, args, model: str) -> dict:
-    """The chain's second stage, trained into ``<recipe>/model`` from the first stage's returned model."""
-    from embtune.config import make_config
-    from embtune.training import train
-
-    out = work / domain / run_name(recipe, args) / "model"
-    values = recipe_config(second, d, out, args, model)
-    values["max_steps"] = args.second_steps or args.steps
-    m = train(make_config(**values), progress=False, overwrite=True)
-    return {"model": str(out), "selected_step": m["selected_step"], "steps": m["steps"],
-            "select_best": m["best_value"], "select_metric": m["best_metric"], "train_seconds": m["train_seconds"]}
 
 
 def render(work: Path, domains: list[str], notes: dict[str, str], args) -> str:
