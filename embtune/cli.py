@@ -164,10 +164,11 @@ def _add_mine(sub) -> None:
     p.add_argument("--corpus", required=True, help="candidate texts: .txt (one per line) or BEIR corpus.jsonl; "
                                                     "must hold every positive")
     p.add_argument("--output", required=True, help="the triples: .csv (header sent0,sent1,hard_neg) or .jsonl")
-    p.add_argument("--range-min", type=int, default=10, help="skip the top N of each ranking (default 10)")
-    p.add_argument("--range-max", type=int, default=50, help="the window ends at this rank (default 50)")
-    p.add_argument("--num-negatives", type=int, default=1, help="negatives (triples) per pair (default 1)")
-    p.add_argument("--margin", type=float, default=0.05,
+    # None = mine()'s default (one definition, in embtune/training/mining.py), so a flag given is always known
+    p.add_argument("--range-min", type=int, default=None, help="skip the top N of each ranking (default 10)")
+    p.add_argument("--range-max", type=int, default=None, help="the window ends at this rank (default 50)")
+    p.add_argument("--num-negatives", type=int, default=None, help="negatives (triples) per pair (default 1)")
+    p.add_argument("--margin", type=float, default=None,
                    help="drop a candidate scoring above the positive's cosine minus this (default 0.05)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default=None)
@@ -436,14 +437,15 @@ def cmd_mine(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise EmbtuneError(f"--batch-size {args.batch_size}: expected >= 1")
+    given = {k: getattr(args, k) for k in ("range_min", "range_max", "num_negatives", "margin")
+             if getattr(args, k) is not None}  # the rest take mine()'s defaults
     if (args.pairs is None) == (args.neighbours is None):
         raise EmbtuneError("give --pairs (hard negatives for (query, positive) pairs) or --neighbours K (rows of "
                            "neighbouring texts for distillation), not both, not neither")
     if args.neighbours is not None:
         from embtune.training.mining import OUTPUT_SUFFIXES, neighbour_rows
 
-        moved = [f for f, v, d in (("--range-min", args.range_min, 10), ("--range-max", args.range_max, 50),
-                                   ("--num-negatives", args.num_negatives, 1), ("--margin", args.margin, 0.05)) if v != d]
+        moved = ["--" + k.replace("_", "-") for k in given]
         if moved:
             raise EmbtuneError(f"{', '.join(moved)}: options of hard-negative mining (--pairs); --neighbours takes "
                                "the nearest texts")
@@ -456,8 +458,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
         return 0
     if args.max_rows is not None:
         raise EmbtuneError("--max-rows: an option of --neighbours")
-    _, report = mine(args.model, args.pairs, args.corpus, args.output, range_min=args.range_min,
-                     range_max=args.range_max, num_negatives=args.num_negatives, margin=args.margin,
+    _, report = mine(args.model, args.pairs, args.corpus, args.output, **given,
                      batch_size=args.batch_size, device=args.device, show_progress=sys.stderr.isatty())
     print(f"wrote {args.output}: {report.summary()}")
     return 0
