@@ -1,6 +1,6 @@
 """Search: the top-k engine, faiss, quantized indexes and the official SimCSE tool, side by side.
 
-    python -m bench.search [--parts a,b,c,d,e] [--forum gaming] [--synthetic-docs 500000]
+    python -m bench.search [--parts a,b,c,d,e,f] [--forum gaming] [--synthetic-docs 500000]
 
 (a) CQADupStack retrieval evaluation (one forum, all-MiniLM-L6-v2): encoding time, then the ranking
     time of ``evaluate_retrieval`` (engine, top 1000) against the former per-query Python sort (timed on
@@ -13,6 +13,9 @@
 (e) the official SimCSE tool (PyPI ``simcse==0.4``, installed with ``--no-deps`` into ``--simcse-path``):
     ``build_index``/``search`` against ``embtune.Index`` on the same corpus and model: time and top-10
     agreement.
+(f) the encoder itself in ONNX Runtime, fp32 and int8 (dynamic quantization, ``--backend onnx-int8``),
+    against torch fp32/bf16: graph size, encode sentences/s (interleaved, best of rounds), the 7 STS
+    tasks and nDCG@10 on CQADupStack ``--f-forum`` — what int8 costs in quality for what it gains in speed.
 Results accumulate in docs/search.json; docs/search.md is rewritten from it after every part.
 """
 
@@ -295,6 +298,53 @@ def part_e(args) -> dict:
     return out
 
 
+F_BACKENDS = [("torch fp32", "torch", "fp32"), ("torch bf16", "torch", "bf16"),
+              ("onnx fp32", "onnx", "fp32"), ("onnx int8 (dynamic)", "onnx-int8", "fp32")]
+
+
+def part_f(args) -> dict:
+    from embtune.encoders import load_encoder
+    from embtune.evaluation.sts import STS_TASKS, load_sts
+    from embtune.evaluation.suite import run_evaluation
+    from embtune.precision import detect_support
+
+    out: dict = {"model": MODEL, "forum": args.f_forum, "threads": torch.get_num_threads(), "rows": {}}
+    native = detect_support("cpu")
+    encoders = {}
+    for label, backend, precision in F_BACKENDS:
+        if precision != "fp32" and not native.native(precision):  # marked, not run: it would be a slow emulation
+            out["rows"][label] = {"not_native": True}
+            continue
+        encoders[label] = (load_encoder(MODEL, backend=backend), precision)
+        f = getattr(encoders[label][0], "onnx_file", None)
+        out["rows"][label] = {"graph_mib": f.stat().st_size / 2**20 if f else None}
+    # speed: the same sentences, every backend in turn per round, best round (one process, same load)
+    d = load_sts("stsb", "test", text="senteval")
+    sents = list(dict.fromkeys(d.sent1 + d.sent2))[: args.f_sentences]
+    for label, (enc, precision) in encoders.items():  # warm-up: export/quantize, first-call allocations
+        enc.encode(sents[:64], batch_size=64, precision=precision)
+    best = {label: float("inf") for label in encoders}
+    for _ in range(args.rounds + 1):
+        for label, (enc, precision) in encoders.items():
+            t, _ = timed(lambda: enc.encode(sents, batch_size=64, precision=precision), 1)
+            best[label] = min(best[label], t)
+    for label in encoders:
+        out["rows"][label]["sent_per_s"] = len(sents) / best[label]
+    out["speed_sentences"] = len(sents)
+    save("f", out)
+    # quality: the 7 STS tasks and one CQADupStack forum's nDCG@10, per backend
+    tasks = [*STS_TASKS, f"beir:{CQA / args.f_forum}"]
+    for label, (enc, precision) in encoders.items():
+        t0 = time.perf_counter()
+        r = run_evaluation(enc, tasks, precision=precision)
+        ret = next(iter(r["retrieval"].values()))["metrics"]
+        out["rows"][label].update(sts={t: v["spearman"] for t, v in r["tasks"].items()}, sts_avg=r["avg"],
+                                  ndcg10=ret["ndcg@10"], eval_s=time.perf_counter() - t0)
+        print(label, out["rows"][label], flush=True)
+        save("f", out)
+    return out
+
+
 def write_doc(res: dict) -> None:
     lines = ["# Search: the top-k engine, faiss, quantized indexes, the SimCSE tool", "",
              "Measured with `python -m bench.search` on: " + res.get("machine", "?") + ".",
@@ -372,6 +422,33 @@ def write_doc(res: dict) -> None:
                       f"Top-10 agreement: {e['top10_agreement']:.4f} (identical top-10 sets for "
                       f"{e['identical_top10_queries']} of {e['queries']} queries).", ""]
         lines += [e.get("install", ""), ""]
+    if "f" in res:
+        f = res["f"]
+        rows, ref = [], f["rows"].get("torch fp32", {})
+        for label, r in f["rows"].items():
+            if r.get("not_native"):
+                rows.append([f"{label} (not native on this CPU: not run)", *["–"] * 7])
+                continue
+            rows.append([label, f"{r['graph_mib']:.1f}" if r.get("graph_mib") else "–", round(r.get("sent_per_s", 0)),
+                         f"{r.get('sent_per_s', 0) / ref.get('sent_per_s', 1):.2f}×",
+                         *([f"{r['sts_avg']:.2f}", f"{r['sts_avg'] - ref['sts_avg']:+.2f}", f"{r['ndcg10']:.2f}",
+                            f"{r['ndcg10'] - ref['ndcg10']:+.2f}"] if "sts_avg" in r and "sts_avg" in ref
+                           else ["(not measured)"] * 4)])
+        lines += ["## (f) The encoder in ONNX Runtime: fp32 and int8 dynamic quantization", "",
+                  f"all-MiniLM-L6-v2, {f['threads']} threads; encode speed on {f['speed_sentences']} distinct STS-B test "
+                  "sentences, batch 64, the backends in turn each round, best round; quality: Spearman ×100 averaged "
+                  f"over the 7 STS tasks and nDCG@10 on CQADupStack-{f['forum']} (all queries), same code path for "
+                  "every backend (`embtune eval MODEL --backend B`).", "",
+                  md_table(["backend", "graph MiB", "sentences/s", "× torch fp32", "STS avg", "Δ STS", "nDCG@10",
+                            "Δ nDCG@10"], rows), "",
+                  "int8: `onnxruntime.quantization.quantize_dynamic` of the fused graph, int8 weights per output "
+                  "channel, activations quantized per batch at run time (no calibration data), as "
+                  "sentence-transformers' `export_dynamic_quantized_onnx_model` does.", ""]
+        measured = {label: r for label, r in f["rows"].items() if "sts" in r}
+        if measured:
+            tasks = list(next(iter(measured.values()))["sts"])
+            lines += [md_table(["backend", *tasks], [[label, *[f"{r['sts'][t]:.2f}" for t in tasks]]
+                                                      for label, r in measured.items()]), ""]
     if res.get("notes"):
         lines += ["## Reading", "", res["notes"], ""]
     (DOCS / "search.md").write_text("\n".join(lines).rstrip() + "\n")
@@ -392,6 +469,8 @@ def main() -> None:
     p.add_argument("--d-docs", type=int, default=500_000)
     p.add_argument("--e-docs", type=int, default=10_000)
     p.add_argument("--e-queries", type=int, default=500)
+    p.add_argument("--f-forum", default="mathematica", help="(f): the CQADupStack forum for nDCG@10")
+    p.add_argument("--f-sentences", type=int, default=1000, help="(f): sentences of the speed measurement")
     p.add_argument("--simcse-path", type=Path, default=Path("/tmp/a14-simcse/site"),
                    help="folder holding `pip install --no-deps --target DIR simcse==0.4`")
     p.add_argument("--random-embeddings", action="store_true",
@@ -406,7 +485,7 @@ def main() -> None:
         t0 = time.perf_counter()
         print(f"== part {part}", flush=True)
         key = "a_random" if part == "a" and args.random_embeddings else part
-        save(key, {"a": part_a, "b": part_b, "c": part_c, "d": part_d, "e": part_e}[part](args))
+        save(key, {"a": part_a, "b": part_b, "c": part_c, "d": part_d, "e": part_e, "f": part_f}[part](args))
         print(f"== part {part} done in {time.perf_counter() - t0:.0f} s", flush=True)
 
 

@@ -72,8 +72,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--allow-pickle-weights", action="store_true", help=PICKLE_HELP)
     _add_precision(p)
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
-                   help="onnx: run the transformer in ONNX Runtime (CPU, fp32; exported on first use)")
+    _add_backend(p)
 
 
 def _add_encode(sub) -> None:
@@ -86,8 +85,7 @@ def _add_encode(sub) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--allow-pickle-weights", action="store_true", help=PICKLE_HELP)
     _add_precision(p)
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
-                   help="onnx: run the transformer in ONNX Runtime (CPU, fp32; exported on first use)")
+    _add_backend(p)
 
 
 def _add_report(sub) -> None:
@@ -296,11 +294,19 @@ def _train_and_eval(cfg, final_eval: str | None, progress: bool, resume: bool = 
         print(format_results(cfg.output, res))
 
 
+def _add_backend(p: argparse.ArgumentParser) -> None:
+    from embtune.encoders import BACKENDS
+
+    p.add_argument("--backend", choices=list(BACKENDS), default="torch",
+                   help="; ".join(f"{k}: {v}" for k, v in BACKENDS.items()))
+
+
 def _check_backend(args: argparse.Namespace) -> None:
-    if args.backend == "onnx" and args.precision == "auto":
+    if args.backend != "torch" and args.precision == "auto":
         args.precision = "fp32"
-    if args.backend == "onnx" and args.precision != "fp32":
-        raise EmbtuneError(f"--backend onnx runs in fp32; --precision {args.precision} needs --backend torch")
+    if args.backend != "torch" and args.precision != "fp32":
+        raise EmbtuneError(f"--backend {args.backend} sets its own precision; --precision {args.precision} "
+                           "needs --backend torch")
 
 
 def _resolve_precision(args: argparse.Namespace, enc) -> str:

@@ -141,3 +141,22 @@ def test_eval_task_flag_repeats_and_yaml_takes_a_list(tiny_bert, tmp_path, capsy
     assert "--metric-for-best 'binary:p/ndcg@10': no eval task produces it" in capsys.readouterr().err
     assert main([*base, "--dev-fraction", "0.7", "--output", str(tmp_path / "w")]) == 2
     assert "--dev-fraction: expected a value in (0, 0.5], got 0.7" in capsys.readouterr().err
+
+
+def test_encode_with_the_int8_onnx_backend(tiny_bert, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    sents = tmp_path / "s.txt"
+    sents.write_text("\n".join(SENTENCES[:5]) + "\n", encoding="utf-8")
+    for backend in ("torch", "onnx-int8"):
+        assert main(["encode", str(tiny_bert), "--input", str(sents), "--output", str(tmp_path / f"{backend}.npy"),
+                     "--backend", backend]) == 0
+    ref, got = np.load(tmp_path / "torch.npy"), np.load(tmp_path / "onnx-int8.npy")
+    assert got.shape == ref.shape and got.dtype == np.float32
+    cos = (ref * got).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
+    assert cos.min() > 0.99 and np.abs(got - ref).max() > 1e-4
+    capsys.readouterr()
+    assert main(["encode", str(tiny_bert), "--input", str(sents), "--output", str(tmp_path / "x.npy"),
+                 "--backend", "onnx-int8", "--precision", "bf16"]) == 2
+    err = capsys.readouterr().err
+    assert "--backend onnx-int8" in err and "--precision bf16" in err
+    assert not (tmp_path / "x.npy").exists()

@@ -15,7 +15,11 @@ from embtune.errors import EmbtuneError
 from embtune.utils import resolve_device
 
 logger = logging.getLogger(__name__)
-BACKENDS = ("torch", "onnx")
+BACKENDS = {  # --backend: one definition for load_encoder and the CLI
+    "torch": "PyTorch (any device, any precision)",
+    "onnx": "the transformer in ONNX Runtime (CPU, fp32; exported on first use)",
+    "onnx-int8": "the ONNX graph with int8 dynamic quantization of its weights (CPU; quantized on first use)",
+}
 
 
 def load_encoder(
@@ -37,7 +41,8 @@ def load_encoder(
     ``name_or_path`` is a built-in model (``minilm-l6``), built-in word vectors (``glove-50d``; with
     ``word_encoder`` mean or textcnn, mean by default), a folder saved by embtune or
     sentence-transformers, a plain Hugging Face folder, or a Hugging Face id.
-    ``backend="onnx"`` runs a transformer in ONNX Runtime (inference only; exported on first use).
+    ``backend="onnx"`` runs a transformer in ONNX Runtime (inference only; exported on first use);
+    ``backend="onnx-int8"`` runs that graph with int8 dynamically quantized weights.
     Weights load from safetensors files only, unless ``allow_pickle`` (pickle can run code).
     ``pooler="cls"`` on a model without SimCSE's MLP uses the model's pretrained pooler
     (``mlp_init="pretrained"``, evaluation) or a new MLP (``mlp_init="new"``, training).
@@ -67,13 +72,14 @@ def load_encoder(
                                   mlp_init=mlp_init)
     enc.source_path = Path(folder)
     enc.eval()
-    if backend == "onnx":
+    if backend != "torch":
         from embtune.encoders.onnx import OnnxEncoder, shipped_export
 
         if dev.type != "cpu":
             raise EmbtuneError(f"the ONNX backend runs on the CPU; got --device {dev}")
-        return OnnxEncoder(enc, onnx_file=shipped_export(folder))  # the folder's own export, else the cache's
+        # the folder's own export, else the cache's
+        return OnnxEncoder(enc, onnx_file=shipped_export(folder), int8=backend == "onnx-int8")
     return enc.to(dev)
 
 
-__all__ = ["Encoder", "TransformerEncoder", "WordVectorEncoder", "load_encoder", "POOLERS"]
+__all__ = ["BACKENDS", "Encoder", "TransformerEncoder", "WordVectorEncoder", "load_encoder", "POOLERS"]

@@ -13,6 +13,13 @@ stays in torch: it is a few vector operations per batch.
 
 Export runs the model with eager attention: ONNX Runtime's optimizer recognises that graph and
 fuses it; the scaled-dot-product path of transformers exports to a graph it does not fuse.
+
+``quantize_int8(onnx_file)`` is the ``onnx-int8`` backend: ONNX Runtime's *dynamic* quantization
+(``quantize_dynamic``; weights int8 per output channel, activations quantized per batch at run time,
+no calibration data) of that graph — the same recipe as sentence-transformers'
+``export_dynamic_quantized_onnx_model``. On a CPU without VNNI the weights use 7 bits
+(``reduce_range``), which ONNX Runtime advises there against overflow in its u8×s8 kernels.
+The quantized file goes to the cache, keyed by the source graph's bytes and that setting.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from embtune.utils import weights_digest
 
 logger = logging.getLogger(__name__)
 ONNX_DIR = "onnx"
-PLAIN, FUSED = "model.onnx", "model_fused.onnx"
+PLAIN, FUSED, QINT8 = "model.onnx", "model_fused.onnx", "model_qint8.onnx"
 OPSET = 17
 INSTALL = "pip install 'embtune[onnx]' (onnx and onnxruntime)"
 
@@ -126,15 +133,51 @@ def _cached_export(encoder: TransformerEncoder) -> Path:
     return shipped_export(folder) or export_onnx(encoder, folder)
 
 
+def quantize_int8(onnx_file: str | Path) -> Path:
+    """The int8 dynamically quantized version of ``onnx_file`` (made once, in the cache)."""
+    import hashlib
+
+    from embtune.data.registry import cache_dir
+    from embtune.precision import cpu_flags
+
+    _require("onnx")
+    q = _require("onnxruntime.quantization")
+    src = Path(onnx_file)
+    reduce_range = "avx512_vnni" not in cpu_flags() and "avx_vnni" not in cpu_flags()
+    h = hashlib.sha256(f"qint8|per_channel|reduce_range={reduce_range}|".encode())
+    with src.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    out = cache_dir() / "onnx" / f"q-{h.hexdigest()[:24]}" / QINT8
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    try:
+        # the fused graph's contrib operators (Attention, SkipLayerNormalization) are outside ONNX's shape
+        # inference: their outputs are float tensors, as DefaultTensorType says
+        q.quantize_dynamic(str(src), str(tmp), per_channel=True, reduce_range=reduce_range,
+                           weight_type=q.QuantType.QInt8,
+                           extra_options={"DefaultTensorType": _require("onnx").TensorProto.FLOAT})
+    except Exception as e:  # noqa: BLE001 — the quantizer raises its own and onnx's exception types
+        tmp.unlink(missing_ok=True)
+        raise EmbtuneError(f"{src}: ONNX Runtime could not quantize it to int8 ({e})") from e
+    tmp.replace(out)
+    logger.info("int8 dynamic quantization of %s -> %s (reduce_range=%s)", src, out, reduce_range)
+    return out
+
+
 class OnnxEncoder(Encoder):
     """A transformer encoder whose transformer runs in ONNX Runtime (CPU); ``encode`` as usual.
 
     ``onnx_file``: the graph to run; by default an export of ``encoder`` from the cache (made on first use).
+    ``int8``: run the int8 dynamically quantized version of that graph (``quantize_int8``).
     """
 
     inference_precisions = ("fp32",)
 
-    def __init__(self, encoder: TransformerEncoder, onnx_file: str | Path | None = None, threads: int | None = None):
+    def __init__(self, encoder: TransformerEncoder, onnx_file: str | Path | None = None, threads: int | None = None,
+                 int8: bool = False):
         super().__init__()
         ort = _require("onnxruntime")
         if not isinstance(encoder, TransformerEncoder):
@@ -145,6 +188,8 @@ class OnnxEncoder(Encoder):
         self.onnx_file = Path(onnx_file) if onnx_file is not None else _cached_export(encoder)
         if not self.onnx_file.is_file():
             raise EmbtuneError(f"{self.onnx_file}: no such ONNX file")
+        if int8:
+            self.onnx_file = quantize_int8(self.onnx_file)
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads or torch.get_num_threads()
         so.inter_op_num_threads = 1
@@ -199,4 +244,4 @@ def available() -> bool:
     return True
 
 
-__all__ = ["OnnxEncoder", "export_onnx", "shipped_export", "available", "ONNX_DIR"]
+__all__ = ["OnnxEncoder", "export_onnx", "quantize_int8", "shipped_export", "available", "ONNX_DIR"]

@@ -76,3 +76,40 @@ def test_changed_weights_get_a_new_export(tiny_bert):
     assert second.onnx_file != first.onnx_file
     np.testing.assert_allclose(second.encode(TEXTS), enc.encode(TEXTS), atol=1e-4)
     assert np.abs(first.encode(TEXTS) - enc.encode(TEXTS)).max() > 1e-3  # the stale graph would be wrong
+
+
+def test_int8_backend_quantizes_the_graph(tiny_bert, tmp_path):
+    import onnx
+
+    from embtune.encoders.onnx import QINT8
+
+    enc = TransformerEncoder.load(tiny_bert, pooler="mean")
+    enc.save(tmp_path / "m")
+    fp32 = load_encoder(str(tmp_path / "m"), backend="onnx")
+    int8 = load_encoder(str(tmp_path / "m"), backend="onnx-int8")
+    assert int8.onnx_file.name == QINT8 and int8.onnx_file != fp32.onnx_file
+    graph = onnx.load(str(int8.onnx_file)).graph
+    ops = {n.op_type for n in graph.node}
+    assert ops & {"MatMulInteger", "DynamicQuantizeMatMul", "QAttention"}, ops  # integer kernels run the matmuls
+    assert any(t.data_type == onnx.TensorProto.INT8 for t in graph.initializer)  # weights stored as int8
+    assert "MatMulInteger" not in {n.op_type for n in onnx.load(str(fp32.onnx_file)).graph.node}  # negative control
+    ref, got = fp32.encode(TEXTS, batch_size=4), int8.encode(TEXTS, batch_size=4)
+    assert got.shape == ref.shape
+    cos = (ref * got).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1))
+    assert cos.min() > 0.99  # the same embeddings up to quantization error ...
+    assert np.abs(got - ref).max() > 1e-4  # ... which is there: this is not the fp32 graph
+    assert load_encoder(str(tmp_path / "m"), backend="onnx-int8").onnx_file == int8.onnx_file  # quantized once
+
+
+def test_int8_backend_reports_a_graph_it_cannot_quantize(tiny_bert, tmp_path, monkeypatch):
+    from embtune.encoders.onnx import quantize_int8
+
+    def broken(*args, **kwargs):
+        raise ValueError("unsupported op")
+
+    monkeypatch.setattr("onnxruntime.quantization.quantize_dynamic", broken)
+    graph = tmp_path / "odd.onnx"  # bytes no earlier test quantized, so the cache has nothing for them
+    graph.write_bytes(load_encoder(str(tiny_bert), backend="onnx").onnx_file.read_bytes() + b"\n")
+    with pytest.raises(EmbtuneError, match="odd.onnx: ONNX Runtime could not quantize it to int8"):
+        quantize_int8(graph)
+    assert not list(tmp_path.rglob("*.tmp"))
