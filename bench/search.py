@@ -87,6 +87,36 @@ def cached_forum(forum: str, cache: Path):
     return task, doc_ids, q_ids, d, q, secs
 
 
+def cached_all_forums(cache: Path, n_queries: int):
+    """Every CQADupStack forum's titles as one corpus (ids ``forum/id``) and a seeded sample of their queries,
+    all-MiniLM-L6-v2 embeddings (normalised; encoded once in bf16 where native, else fp32, and cached)."""
+    import random
+
+    import embtune
+    from embtune.evaluation.retrieval import load_beir
+    from embtune.precision import resolve_precision
+
+    f = cache / f"all-forums-q{n_queries}.npz"
+    if f.is_file():
+        z = np.load(f)
+        return z["d"], z["q"], float(z["seconds"]), str(z["precision"])
+    docs, queries = [], []
+    for forum in sorted(p.name for p in CQA.iterdir() if (p / "corpus.jsonl").is_file()):
+        task = load_beir(CQA / forum)
+        docs += list(task.corpus.values())
+        queries += list(task.queries.values())
+    queries = random.Random(0).sample(queries, min(n_queries, len(queries)))
+    enc = embtune.load(MODEL)
+    precision = resolve_precision("auto", enc.device)
+    t0 = time.perf_counter()
+    d = enc.encode(docs, batch_size=128, normalize=True, precision=precision)
+    q = enc.encode(queries, batch_size=128, normalize=True, precision=precision)
+    secs = time.perf_counter() - t0
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(f, d=d, q=q, seconds=secs, precision=precision)
+    return d, q, secs, precision
+
+
 def old_rank(scores: np.ndarray, doc_ids: list[str]) -> list[str]:
     """retrieval.rank() before the engine: a full Python sort per query."""
 
@@ -187,7 +217,11 @@ def part_c(args) -> dict:
     sets = [(f"random unit vectors {args.synthetic_docs:,}",
              lambda: (random_unit(args.synthetic_docs, 384, 1), random_unit(args.c_queries, 384, 2))),
             (f"CQADupStack-{args.forum} (minilm-l6)", lambda: cached_forum(args.forum, args.cache)[3:5])]
-    out = {}
+    if args.c_all_forums:  # the largest real corpus here: every forum's titles
+        sets.append(("CQADupStack, all forums' titles (minilm-l6)",
+                     lambda: cached_all_forums(args.cache, args.c_queries)[:2]))
+    sets = [s for s in sets if not args.c_sets or any(w in s[0] for w in args.c_sets.split(","))]
+    out = load_results().get("c", {}) if args.c_sets else {}  # a partial run keeps the other sets' rows
     for name, make in sets:
         d, q = make()
         print(f"(c) {name}: {d.shape[0]} docs × {q.shape[0]} queries", flush=True)
@@ -466,6 +500,9 @@ def main() -> None:
     p.add_argument("--b-k", type=lambda v: [int(x) for x in v.split(",")], default=[1000],
                    help="k values for (b) (1000: what retrieval evaluation keeps)")
     p.add_argument("--c-queries", type=int, default=1000)
+    p.add_argument("--c-all-forums", action="store_true",
+                   help="(c): also every CQADupStack forum's titles as one corpus (encoded once, cached)")
+    p.add_argument("--c-sets", default=None, help="(c): run only the sets whose name contains one of these words")
     p.add_argument("--d-docs", type=int, default=500_000)
     p.add_argument("--e-docs", type=int, default=10_000)
     p.add_argument("--e-queries", type=int, default=500)
