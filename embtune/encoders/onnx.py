@@ -133,6 +133,15 @@ def _cached_export(encoder: TransformerEncoder) -> Path:
     return shipped_export(folder) or export_onnx(encoder, folder)
 
 
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
 def quantize_int8(onnx_file: str | Path) -> Path:
     """The int8 dynamically quantized version of ``onnx_file`` (made once, in the cache)."""
     import hashlib
@@ -153,6 +162,11 @@ def quantize_int8(onnx_file: str | Path) -> Path:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
+    root = logging.getLogger()
+    # ONNX Runtime's quantizer advises (on the root logger) a pre-processing pass of shape inference and graph
+    # optimization: the fused graph has had its optimization, and DefaultTensorType stands in for the shapes
+    advice = _DropMessage("consider to run pre-processing before quantization")
+    root.addFilter(advice)
     try:
         # the fused graph's contrib operators (Attention, SkipLayerNormalization) are outside ONNX's shape
         # inference: their outputs are float tensors, as DefaultTensorType says
@@ -162,6 +176,8 @@ def quantize_int8(onnx_file: str | Path) -> Path:
     except Exception as e:  # noqa: BLE001 — the quantizer raises its own and onnx's exception types
         tmp.unlink(missing_ok=True)
         raise EmbtuneError(f"{src}: ONNX Runtime could not quantize it to int8 ({e})") from e
+    finally:
+        root.removeFilter(advice)
     tmp.replace(out)
     logger.info("int8 dynamic quantization of %s -> %s (reduce_range=%s)", src, out, reduce_range)
     return out

@@ -78,7 +78,9 @@ def test_changed_weights_get_a_new_export(tiny_bert):
     assert np.abs(first.encode(TEXTS) - enc.encode(TEXTS)).max() > 1e-3  # the stale graph would be wrong
 
 
-def test_int8_backend_quantizes_the_graph(tiny_bert, tmp_path):
+def test_int8_backend_quantizes_the_graph(tiny_bert, tmp_path, caplog):
+    import logging
+
     import onnx
 
     from embtune.encoders.onnx import QINT8
@@ -86,7 +88,9 @@ def test_int8_backend_quantizes_the_graph(tiny_bert, tmp_path):
     enc = TransformerEncoder.load(tiny_bert, pooler="mean")
     enc.save(tmp_path / "m")
     fp32 = load_encoder(str(tmp_path / "m"), backend="onnx")
-    int8 = load_encoder(str(tmp_path / "m"), backend="onnx-int8")
+    with caplog.at_level(logging.INFO):
+        int8 = load_encoder(str(tmp_path / "m"), backend="onnx-int8")
+    assert "int8 dynamic quantization of" in caplog.text and "pre-processing" not in caplog.text
     assert int8.onnx_file.name == QINT8 and int8.onnx_file != fp32.onnx_file
     graph = onnx.load(str(int8.onnx_file)).graph
     ops = {n.op_type for n in graph.node}
