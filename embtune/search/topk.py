@@ -1,7 +1,12 @@
-"""Exact top-k search by inner product, in chunks of queries, with trec_eval's tie-break.
+"""Exact top-k search by inner product, in chunks of queries × blocks of the corpus, with trec_eval's tie-break.
 
-Memory: one chunk of ``chunk_size × corpus`` scores at a time (plus a boolean mask of the same
-shape), and the ``queries × k`` result; never the whole ``queries × corpus`` matrix.
+Memory: one ``chunk × block`` tile of scores at a time and the ``queries × k`` result; never the
+whole ``queries × corpus`` matrix. Each query chunk walks the corpus block by block, keeping a
+running top k: a block's top k is merged with the running one under the same total order, so the
+result equals one sort of the full row. Tiles, rather than a chunk of queries against the whole
+corpus, keep the corpus rows being multiplied in cache and read the corpus once per chunk of up to
+``MAX_CHUNK`` queries (measured on 275k MiniLM embeddings, 2 cores: 1000 × 4096 tiles ran
+1.6× the queries/s of 256 queries × the whole corpus).
 
 Order within the top k: score descending, then document id descending — the order trec_eval
 imposes on a run (it re-sorts every run by score, then by docno with ``strcmp``; UTF-8 byte order
@@ -17,8 +22,13 @@ import torch
 
 from embtune.errors import EmbtuneError
 
-#: scores held at once (elements of the chunk × corpus matrix): 2**25 float32 = 128 MiB
+#: scores held at once (elements of a chunk × block tile): 2**25 float32 = 128 MiB at most
 SCORE_BUDGET = 1 << 25
+#: corpus rows per block: at least this many, and at least ``BLOCK_PER_K`` × k so that merging
+#: running top-k lists stays a small part of the work when k is large (retrieval evaluation: 1000)
+MIN_BLOCK, BLOCK_PER_K = 4096, 64
+#: queries per chunk by default
+MAX_CHUNK = 1024
 
 
 def tie_keys(doc_ids: Sequence[str] | None, n: int) -> np.ndarray:
@@ -102,14 +112,15 @@ def _order(vals: np.ndarray, keys: np.ndarray) -> np.ndarray:
 
 
 def topk(query_emb, corpus_emb, k: int, doc_ids: Sequence[str] | None = None,
-         chunk_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+         chunk_size: int | None = None, corpus_block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact top ``k`` documents by inner product for every query.
 
     ``query_emb`` [q, d], ``corpus_emb`` [n, d]: numpy arrays or torch tensors (normalise them first
     for cosine). Computed in float64 when either input is float64, else float32. ``k`` larger than
     the corpus is clamped to it. Returns ``(indices int64 [q, k], scores [q, k])`` ordered by score
     descending, ties by document id descending (``doc_ids``) or by lower index (no ids).
-    ``chunk_size`` queries are scored at a time (default: as many as fit ``SCORE_BUDGET`` scores).
+    ``chunk_size`` queries × ``corpus_block`` documents are scored at a time (defaults: blocks of
+    max(4096, 16 k) documents, chunks of up to 1024 queries within ``SCORE_BUDGET`` scores).
     """
     q = as_matrix(query_emb, "queries")
     c = as_matrix(corpus_emb, "corpus")
@@ -124,17 +135,29 @@ def topk(query_emb, corpus_emb, k: int, doc_ids: Sequence[str] | None = None,
     dtype = np.float64 if np.float64 in (q.dtype, c.dtype) else np.float32
     q, c = q.astype(dtype, copy=False), c.astype(dtype, copy=False)
     keys = tie_keys(doc_ids, n)
-    if chunk_size is None:
-        chunk_size = max(1, SCORE_BUDGET // n)
-    if chunk_size <= 0:
-        raise EmbtuneError(f"chunk_size must be positive, got {chunk_size}")
+    for name, v in (("chunk_size", chunk_size), ("corpus_block", corpus_block)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0):
+            raise EmbtuneError(f"{name} must be a positive integer, got {v!r}")
+    block = min(n, corpus_block or max(MIN_BLOCK, BLOCK_PER_K * k))
+    chunk = chunk_size or max(1, min(MAX_CHUNK, SCORE_BUDGET // block))
     out_idx = np.empty((q.shape[0], k), dtype=np.int64)
     out_val = np.empty((q.shape[0], k), dtype=dtype)
     ct = torch.from_numpy(c)
     with torch.inference_mode():
-        for s in range(0, q.shape[0], chunk_size):
-            scores = torch.from_numpy(q[s : s + chunk_size]) @ ct.T
-            out_idx[s : s + chunk_size], out_val[s : s + chunk_size] = select_topk(scores, k, keys)
+        for s in range(0, q.shape[0], chunk):
+            qs = torch.from_numpy(q[s : s + chunk])
+            idx = val = None
+            for j in range(0, n, block):
+                scores = qs @ ct[j : j + block].T
+                bi, bv = select_topk(scores, min(k, scores.shape[1]), keys[j : j + block])
+                bi += j
+                if idx is None:
+                    idx, val = bi, bv
+                    continue
+                idx, val = np.concatenate([idx, bi], 1), np.concatenate([val, bv], 1)
+                order = _order(val, keys[idx])[:, :k]  # the running top k, by (score desc, key desc)
+                idx, val = np.take_along_axis(idx, order, 1), np.take_along_axis(val, order, 1)
+            out_idx[s : s + chunk], out_val[s : s + chunk] = idx, val
     return out_idx, out_val
 
 

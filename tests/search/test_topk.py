@@ -30,9 +30,12 @@ def tied_data(seed: int, q: int = 23, n: int = 57, d: int = 4):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("k", [1, 5, 20, 57])
-def test_matches_the_old_python_sort_with_many_ties(seed, k):
+@pytest.mark.parametrize("block", [None, 5, 13])
+def test_matches_the_old_python_sort_with_many_ties(seed, k, block):
     qe, ce, ids = tied_data(seed)
-    idx, sc = topk(qe, ce, k, doc_ids=ids, chunk_size=7)  # several chunks, one ragged
+    # several query chunks, one ragged; blocks of the corpus (one ragged, some smaller than k) whose
+    # running top-k lists are merged: ties straddle block boundaries as well as the top-k cut
+    idx, sc = topk(qe, ce, k, doc_ids=ids, chunk_size=7, corpus_block=block)
     full = qe @ ce.T
     assert len(np.unique(full)) < 15  # the data really is full of ties
     for r in range(qe.shape[0]):
@@ -92,3 +95,27 @@ def test_float32_sort_key_orders_like_lexsort():
     want = np.lexsort((-keys, -vals), axis=-1)
     assert _order(vals, keys).tolist() == want.tolist() == [[7, 4, 0, 5, 2, 1, 6, 3]]
     assert _order(vals.astype(np.float64), keys).tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("ids", [None, "ids"])
+def test_blocked_search_equals_one_block_float32(ids):
+    g = np.random.default_rng(3)
+    qe = g.normal(size=(40, 8)).astype(np.float32)
+    ce = np.round(g.normal(size=(300, 8)), 1).astype(np.float32)  # rounded: equal scores occur
+    ce[150:] = ce[:150]  # every document twice: ties between the first and the second half
+    doc_ids = [f"d{x}" for x in g.permutation(300)] if ids else None
+    one = topk(qe, ce, 25, doc_ids=doc_ids, corpus_block=300)
+    for block in (7, 64, 150):
+        got = topk(qe, ce, 25, doc_ids=doc_ids, chunk_size=9, corpus_block=block)
+        np.testing.assert_array_equal(got[0], one[0])
+        np.testing.assert_allclose(got[1], one[1], rtol=1e-6)  # a GEMM of another shape may round differently
+    # negative control: concatenating the blocks' top k without the merge is not the answer
+    per_block = np.concatenate([topk(qe, ce[j:j + 64], 25)[0][:, :5] + j for j in range(0, 300, 64)], 1)
+    assert not np.array_equal(per_block[:, :25], one[0])
+
+
+def test_bad_tile_sizes_are_clear_errors():
+    qe, ce = np.ones((2, 3), np.float32), np.ones((4, 3), np.float32)
+    for kw in ({"chunk_size": 0}, {"corpus_block": -1}, {"corpus_block": 2.5}):
+        with pytest.raises(EmbtuneError, match=f"{next(iter(kw))} must be a positive integer"):
+            topk(qe, ce, 2, **kw)
