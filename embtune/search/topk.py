@@ -120,7 +120,7 @@ def topk(query_emb, corpus_emb, k: int, doc_ids: Sequence[str] | None = None,
     the corpus is clamped to it. Returns ``(indices int64 [q, k], scores [q, k])`` ordered by score
     descending, ties by document id descending (``doc_ids``) or by lower index (no ids).
     ``chunk_size`` queries × ``corpus_block`` documents are scored at a time (defaults: blocks of
-    max(4096, 16 k) documents, chunks of up to 1024 queries within ``SCORE_BUDGET`` scores).
+    max(4096, 64 k) documents, chunks of up to 1024 queries within ``SCORE_BUDGET`` scores).
     """
     q = as_matrix(query_emb, "queries")
     c = as_matrix(corpus_emb, "corpus")
