@@ -396,7 +396,7 @@ def write_doc(res: dict) -> None:
                   f"queries), {what}", "",
                   md_table(["step", "seconds"], [
                       *([] if a.get("random") else [["encode corpus + queries (all-MiniLM-L6-v2, fp32)", round(a["encode_s"], 1)]]),
-                      ["rank: engine top 1000 (float32, chunked, trec_eval ties)", round(a["engine_s"], 2)],
+                      ["rank: engine top 1000 (float32, tiled, trec_eval ties)", round(a["engine_s"], 2)],
                       ["metrics from the top 1000", round(a["metrics_s"], 2)],
                       ["**ranking total (target ≤ 2 s)**", round(a["ranking_s"], 2)],
                       [f"former Python sort, {a['old_s_per_query']:.3f} s/query × {a['queries']} queries "
