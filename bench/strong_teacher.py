@@ -59,6 +59,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--speed-clock", choices=("wall", "cpu"), default="wall",
                    help="cpu: count the process's CPU time (use with --speed-threads 1 on a shared machine)")
     g.add_argument("--max-rows", type=int, default=None, help="keep this many rows of the training file (seeded sample)")
+    g.add_argument("--seed", type=int, default=42, help="training seed of every row")
     g.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
                    help="training precision of every row (the documented device rows ran in fp32)")
     g.add_argument("--tasks", default=",".join(STS_TASKS), help="STS tasks of the evaluation (default: the 7)")
@@ -69,7 +70,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def rows(args, triples: Path, out: Path) -> list[Row]:
     t, st = args.teacher, args.student
-    fp32 = dict(precision=args.precision)  # fp32 by default: the documented rows were trained in fp32
+    fp32 = dict(precision=args.precision, seed=args.seed)  # fp32 by default: the documented rows were trained in fp32
     mini = dict(model=st, objective="distill", teacher=t, train_file=str(triples), lr=args.minilm_lr,
                 batch_size=64, max_steps=args.minilm_steps, warmup_steps=10, **fp32)
     return [
