@@ -241,6 +241,12 @@ def save_final(encoder: Encoder, out: Path, cfg: TrainConfig) -> None:
 StepCallback = Callable[["Trainer"], None]
 
 
+#: devices whose AdamW runs as one fused kernel per step. CPU too: on all-MiniLM-L6-v2's 22.7M parameters
+#: (2 cores, torch 2.13) a fused step took 39 ms against 174 ms for the multi-tensor ("foreach") one, about
+#: an eighth of a bf16 training step of batch 64; same update rule, same results (tested).
+FUSED_ADAMW = ("cuda", "cpu")
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, progress: bool = True, resume: bool = False, overwrite: bool = False,
                  callbacks: list[StepCallback] | None = None, dist: DistContext | None = None):
@@ -332,7 +338,7 @@ class Trainer:
                 "hard negative, or one sentence repeated, causes this).")
         self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.adam_epsilon,
-                                           fused=self.device.type == "cuda")  # one kernel per step on a GPU
+                                           fused=self.device.type in FUSED_ADAMW)
         self.scheduler = linear_schedule(self.optimizer, cfg.warmup_steps, self.total_steps)
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None
         self.tracker = EvalTracker(cfg, self.out, active=self.dist.is_main, tasks=tasks, metric=metric,

@@ -160,3 +160,23 @@ def test_bf16_training_tracks_fp32_with_fp32_master_weights_and_loss(tiny_bert, 
     assert all(p.dtype == torch.float32 for p in t16.encoder.parameters())
     assert max(abs(a - b) for a, b in zip(l32, l16)) < 0.03
     assert l16[-1] < l16[0] - 0.1  # it learns (the curves are not flat, so matching means something)
+
+
+def test_fused_adamw_on_cpu_gives_the_multi_tensor_results(tiny_bert, unsup_file, tmp_path, monkeypatch):
+    """The trainer's fused AdamW (one kernel per step, CPU included) updates the weights as the
+    multi-tensor implementation does."""
+    kw = dict(max_steps=4, lr=1e-3, precision="fp32")
+    fused = Trainer(cfg_for(tiny_bert, unsup_file, tmp_path / "f", **kw), progress=False)
+    assert fused.optimizer.defaults["fused"] is True
+    start = {n: p.detach().clone() for n, p in fused.encoder.named_parameters()}
+    lf = fused.run()["losses"]
+    real = torch.optim.AdamW
+    monkeypatch.setattr(torch.optim, "AdamW", lambda *a, fused=None, **k: real(*a, foreach=True, **k))
+    multi = Trainer(cfg_for(tiny_bert, unsup_file, tmp_path / "m", **kw), progress=False)
+    assert not multi.optimizer.defaults["fused"]
+    lm = multi.run()["losses"]
+    assert max(abs(a - b) for a, b in zip(lf, lm)) < 1e-5
+    pf, pm = dict(fused.encoder.named_parameters()), dict(multi.encoder.named_parameters())
+    moved = max(float((pf[n] - start[n]).abs().max()) for n in start)
+    assert moved > 1e-4  # the steps changed the weights, so agreeing means something
+    assert max(float((pf[n] - pm[n]).abs().max()) for n in pf) < 1e-5
