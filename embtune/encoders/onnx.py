@@ -20,6 +20,8 @@ no calibration data) of that graph — the same recipe as sentence-transformers'
 ``export_dynamic_quantized_onnx_model``. On a CPU without VNNI the weights use 7 bits
 (``reduce_range``), which ONNX Runtime advises there against overflow in its u8×s8 kernels.
 The quantized file goes to the cache, keyed by the source graph's bytes and that setting.
+Activations are scaled by their range over the whole batch, so an int8 embedding depends slightly on
+the other sentences of its batch (fp32 and bf16 embeddings do not).
 """
 
 from __future__ import annotations
