@@ -88,8 +88,9 @@ def cached_forum(forum: str, cache: Path):
 
 
 def cached_all_forums(cache: Path, n_queries: int):
-    """Every CQADupStack forum's titles as one corpus (ids ``forum/id``) and a seeded sample of their queries,
-    all-MiniLM-L6-v2 embeddings (normalised; encoded once in bf16 where native, else fp32, and cached)."""
+    """Every CQADupStack forum's titles as one corpus and a seeded sample of their queries: all-MiniLM-L6-v2
+    embeddings (normalised; encoded once in bf16 where native, else fp32, and cached), the encoding seconds and
+    the precision used."""
     import random
 
     import embtune
@@ -218,7 +219,7 @@ def part_c(args) -> dict:
              lambda: (random_unit(args.synthetic_docs, 384, 1), random_unit(args.c_queries, 384, 2))),
             (f"CQADupStack-{args.forum} (minilm-l6)", lambda: cached_forum(args.forum, args.cache)[3:5])]
     if args.c_all_forums:  # the largest real corpus here: every forum's titles
-        sets.append(("CQADupStack, all forums' titles (minilm-l6)",
+        sets.append(("CQADupStack, all forums' titles (minilm-l6, encoded in bf16 where native)",
                      lambda: cached_all_forums(args.cache, args.c_queries)[:2]))
     sets = [s for s in sets if not args.c_sets or any(w in s[0] for w in args.c_sets.split(","))]
     out = load_results().get("c", {}) if args.c_sets else {}  # a partial run keeps the other sets' rows

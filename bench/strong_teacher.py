@@ -70,9 +70,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def rows(args, triples: Path, out: Path) -> list[Row]:
     t, st = args.teacher, args.student
-    fp32 = dict(precision=args.precision, seed=args.seed)  # fp32 by default: the documented rows were trained in fp32
+    common = dict(precision=args.precision, seed=args.seed)  # fp32 by default: the documented rows were trained in fp32
     mini = dict(model=st, objective="distill", teacher=t, train_file=str(triples), lr=args.minilm_lr,
-                batch_size=64, max_steps=args.minilm_steps, warmup_steps=10, **fp32)
+                batch_size=64, max_steps=args.minilm_steps, warmup_steps=10, **common)
     return [
         Row("teacher", f"{t} (teacher)", model=t),
         Row("minilm", f"{st} (student, no training)", model=st),
@@ -81,14 +81,14 @@ def rows(args, triples: Path, out: Path) -> list[Row]:
         Row("minilm-relational-sup", f"{st}, distilled (relational) → sup SimCSE (SNLI triples)",
             after="minilm-relational",
             stages=[dict(model=str(out / "minilm-relational" / "final"), objective="sup-simcse",
-                         train_file="snli-triples", lr=1e-5, batch_size=64, max_steps=args.sup_steps, **fp32)]),
+                         train_file="snli-triples", lr=1e-5, batch_size=64, max_steps=args.sup_steps, **common)]),
         Row("textcnn-relational", "TextCNN (GloVe-50d), distilled (relational, trainable GloVe)",
             stages=[dict(model="glove-50d", encoder="textcnn", objective="distill", teacher=t, distill_loss="relational",
-                         train_file=str(triples), lr=1e-3, batch_size=128, epochs=args.cnn_epochs, **fp32)]),
+                         train_file=str(triples), lr=1e-3, batch_size=128, epochs=args.cnn_epochs, **common)]),
         Row("minilm3-relational", f"3-layer {st}, distilled (relational)",
             stages=[dict(model=st, student_layers=3, objective="distill", teacher=t, distill_loss="relational",
                          train_file=str(triples), lr=1e-4, batch_size=64, max_steps=args.student_steps, warmup_steps=10,
-                         **fp32)]),
+                         **common)]),
     ]
 
 

@@ -154,7 +154,7 @@ def quantize_int8(onnx_file: str | Path) -> Path:
     _require("onnx")
     q = _require("onnxruntime.quantization")
     src = Path(onnx_file)
-    reduce_range = "avx512_vnni" not in cpu_flags() and "avx_vnni" not in cpu_flags()
+    reduce_range = not {"avx512_vnni", "avx_vnni"} & cpu_flags()
     h = hashlib.sha256(f"qint8|per_channel|reduce_range={reduce_range}|".encode())
     with src.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

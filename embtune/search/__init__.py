@@ -13,7 +13,8 @@ Engine::
   ``doc_ids`` is given, else by the lower index.
 - memory: one tile of ``chunk_size`` queries × ``corpus_block`` documents' scores at a time (defaults:
   blocks of max(4096, 64 k) documents, up to 1024 queries, within 2**25 scores = 128 MiB in float32),
-  plus the q × k result; each chunk keeps a running top k across the blocks. ``k <= 0``, an empty corpus or a dimension mismatch raise EmbtuneError.
+  plus the q × k result; each chunk keeps a running top k across the blocks. ``k <= 0``, an empty corpus
+  or a dimension mismatch raise EmbtuneError.
 
 ``rank_scores(scores, doc_ids, k)`` applies the same selection to a precomputed score matrix.
 
