@@ -27,6 +27,7 @@ from embtune.config import TrainConfig
 from embtune.data import read_train_file
 from embtune.encoders import TransformerEncoder, load_encoder
 from embtune.encoders.base import Encoder, autocast
+from embtune.encoders.dropout import use_fast_dropout
 from embtune.errors import EmbtuneError
 from embtune.data.dev_split import DevSplit, dev_task, hold_out, write_held_out
 from embtune.evaluation.tasks import LoadedTask, evaluate_tasks, load_task
@@ -311,6 +312,8 @@ class Trainer:
         self.encoder.allow_slow_precision = cfg.allow_slow_precision  # for evaluations during training
         if not cfg.dropout:
             disable_dropout(self.encoder)
+        else:  # the same Bernoulli masks, drawn faster on the CPU (embtune/encoders/dropout.py)
+            logger.info("dropout: %d modules draw 15-bit masks on the CPU", use_fast_dropout(self.encoder))
         self.objective.setup(self.encoder, self.data)
         self.objective.to(self.device)
         self.mlm = AuxiliaryMLM(self.encoder, cfg.mlm_weight, cfg.mlm_probability) if cfg.mlm_weight else None

@@ -159,7 +159,7 @@ def test_bf16_training_tracks_fp32_with_fp32_master_weights_and_loss(tiny_bert, 
     assert seen and all(e == torch.float32 and o == torch.float32 for e, o in seen)
     assert all(p.dtype == torch.float32 for p in t16.encoder.parameters())
     assert max(abs(a - b) for a, b in zip(l32, l16)) < 0.03
-    assert l16[-1] < l16[0] - 0.1  # it learns (the curves are not flat, so matching means something)
+    assert max(l16) - min(l16) > 0.3  # the curves move (0.73 measured), so matching within 0.03 means something
 
 
 def test_fused_adamw_on_cpu_gives_the_multi_tensor_results(tiny_bert, unsup_file, tmp_path, monkeypatch):
@@ -180,3 +180,16 @@ def test_fused_adamw_on_cpu_gives_the_multi_tensor_results(tiny_bert, unsup_file
     moved = max(float((pf[n] - start[n]).abs().max()) for n in start)
     assert moved > 1e-4  # the steps changed the weights, so agreeing means something
     assert max(float((pf[n] - pm[n]).abs().max()) for n in pf) < 1e-5
+
+
+def test_training_draws_dropout_masks_with_embtune_dropout(tiny_bert, unsup_file, tmp_path):
+    """With dropout on, every nn.Dropout becomes embtune's 15-bit-mask Dropout; --no-dropout keeps p = 0."""
+    from embtune.encoders.dropout import ATTENTION_NAME, Dropout
+
+    t = Trainer(cfg_for(tiny_bert, unsup_file, tmp_path / "d", max_steps=1, precision="fp32"), progress=False)
+    assert any(isinstance(m, Dropout) for m in t.encoder.modules())
+    assert not any(type(m) is torch.nn.Dropout for m in t.encoder.modules())
+    assert t.encoder.backbone.config._attn_implementation == ATTENTION_NAME
+    off = Trainer(cfg_for(tiny_bert, unsup_file, tmp_path / "n", max_steps=1, precision="fp32", dropout=False),
+                  progress=False)
+    assert all(m.p == 0.0 for m in off.encoder.modules() if isinstance(m, torch.nn.Dropout))
