@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from embtune.encoders.base import Encoder
 from embtune.encoders.batching import PackedIds
+from embtune.encoders.packed_linear import can_pack, pack_linears
 from embtune.encoders.pooling import HIDDEN_STATE_POOLERS, check_pooler, pad_ids, pool
 from embtune.encoders.weights import load_safetensors, use_safetensors
 from embtune.errors import EmbtuneError
@@ -222,32 +223,57 @@ class TransformerEncoder(Encoder):
     def packed_ids(self, ids: list[list[int]]) -> PackedIds:
         return PackedIds(ids, self.device, self.tokenizer.pad_token_id or 0)
 
-    def half_backbone(self, dtype: torch.dtype) -> nn.Module:
-        """A copy of the backbone with its weights cast to ``dtype`` once, for inference.
+    def inference_backbone(self, dtype: torch.dtype) -> nn.Module:
+        """A copy of the backbone for inference: weights cast to ``dtype`` once and, on a CPU with oneDNN,
+        every linear layer's weight reordered once into oneDNN's layout (:mod:`embtune.encoders.packed_linear`).
 
         Cached on the encoder and rebuilt when any weight changes (an optimizer step, load_state_dict,
-        ``.to()``: tracked by each parameter's identity, version counter and device).
+        ``.to()``: tracked by each parameter's identity, version counter and device). The packed copy is
+        checked against the plain one on a short input when built; if they disagree it is not used.
         """
         params = list(self.backbone.parameters())
         key = (dtype, str(params[0].device), tuple((id(p), p._version) for p in params))
-        cached = self.__dict__.get("_half_cache")  # a plain attribute: not a submodule, not in state_dict
+        cached = self.__dict__.get("_inference_cache")  # a plain attribute: not a submodule, not in state_dict
         if cached is None or cached[0] != key:
-            self.__dict__["_half_cache"] = None  # free the old copy first
-            half = copy.deepcopy(self.backbone).to(dtype).eval()
-            for p in half.parameters():
+            self.__dict__["_inference_cache"] = None  # free the old copy first
+            copy_ = copy.deepcopy(self.backbone).to(dtype).eval()
+            for p in copy_.parameters():
                 p.requires_grad_(False)
-            self.__dict__["_half_cache"] = cached = (key, half)
+            if can_pack(params[0].device, dtype):
+                copy_ = self._packed_or_plain(copy_)
+            self.__dict__["_inference_cache"] = cached = (key, copy_)
         return cached[1]
 
+    def _packed_or_plain(self, plain: nn.Module) -> nn.Module:
+        packed = copy.deepcopy(plain)
+        n = pack_linears(packed)
+        ids = torch.tensor([[self.tokenizer.cls_token_id or 0] * 3], device=self.device)
+        mask = torch.ones_like(ids)
+        with torch.inference_mode():
+            try:
+                # .forward: the backbone's own hooks (copied with it) see only real batches
+                want = plain.forward(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+                got = packed.forward(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+                same = torch.allclose(got, want, rtol=1e-2, atol=1e-2 * float(want.abs().max()) + 1e-5)
+            except (RuntimeError, AttributeError, TypeError) as e:  # an architecture that reads .weight itself
+                same, got = False, e
+        if not same:
+            logger.info("%s: packed linear layers disagree with nn.Linear (%s); encoding with nn.Linear",
+                        type(plain).__name__, "error" if isinstance(got, Exception) else "values")
+            return plain
+        logger.debug("%d linear layers packed for oneDNN", n)
+        return packed
+
     def inference_forward(self, features: dict[str, Tensor], precision: str) -> Tensor:
-        """fp32: the model as is. bf16/fp16: the transformer as a half-precision model (weights cast
-        once, see :meth:`half_backbone`), then pooling, MLP and normalisation in fp32 on its output."""
-        if precision == "fp32":
+        """The transformer as an inference copy in ``precision`` (weights cast and packed once, see
+        :meth:`inference_backbone`), then pooling, MLP and normalisation in fp32 on its output. fp32 off
+        the CPU: the model itself (a copy would only cost memory there)."""
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        if dtype == torch.float32 and not can_pack(self.device, dtype):
             return self(features)
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         need_all = self.pooler in HIDDEN_STATE_POOLERS
-        out = self.half_backbone(dtype)(input_ids=features["input_ids"], attention_mask=features["attention_mask"],
-                                        output_hidden_states=need_all, return_dict=True)
+        out = self.inference_backbone(dtype)(input_ids=features["input_ids"], attention_mask=features["attention_mask"],
+                                             output_hidden_states=need_all, return_dict=True)
         hidden = tuple(h.float() for h in out.hidden_states) if need_all else None
         return self.head(out.last_hidden_state.float(), features["attention_mask"], hidden)
 

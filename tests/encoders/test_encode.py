@@ -137,13 +137,13 @@ def test_bf16_inference_is_a_cast_copy_with_fp32_head(enc, monkeypatch):
     assert got.dtype == np.float32
     cos = (ref * got).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
     assert cos.min() > 0.995 and not np.array_equal(ref, got)  # bf16 ran (differs) and stays close
-    half = enc.half_backbone(torch.bfloat16)
+    half = enc.inference_backbone(torch.bfloat16)
     assert all(p.dtype == torch.bfloat16 for p in half.parameters())
     assert all(p.dtype == torch.float32 for p in enc.parameters())  # the model itself is untouched
-    assert "_half_cache" not in enc.state_dict() and all(not k.startswith("_half") for k, _ in enc.named_modules())
-    assert enc.half_backbone(torch.bfloat16) is half  # cached
+    assert "_inference_cache" not in enc.state_dict() and all(not k.startswith("_inference") for k, _ in enc.named_modules())
+    assert enc.inference_backbone(torch.bfloat16) is half  # cached
     with torch.no_grad():
         next(enc.backbone.parameters()).add_(1.0)  # weights change -> the copy is rebuilt
-    assert enc.half_backbone(torch.bfloat16) is not half
+    assert enc.inference_backbone(torch.bfloat16) is not half
     changed = enc.encode(SENTENCES, precision="bf16")
     assert np.abs(changed - got).max() > 1e-3
