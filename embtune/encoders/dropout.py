@@ -71,7 +71,8 @@ def sdpa_with_fast_dropout(module: nn.Module, query: Tensor, key: Tensor, value:
 
     causal = kwargs.get("is_causal")
     causal = getattr(module, "is_causal", True) if causal is None else causal  # as sdpa_attention_forward decides
-    if dropout == 0.0 or query.device.type != "cpu" or kwargs.get("position_bias") is not None \
+    special = any(kwargs.get(k) is not None for k in ("position_bias", "softcap", "sliding_window", "s_aux", "sinks"))
+    if dropout == 0.0 or query.device.type != "cpu" or special \
             or getattr(module, "num_key_value_groups", 1) > 1 or (causal and attention_mask is None):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)

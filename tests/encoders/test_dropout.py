@@ -112,3 +112,22 @@ def test_use_fast_dropout_swaps_modules_and_attention_without_changing_eval(tiny
     p = enc.backbone.embeddings.dropout.p
     assert abs(hits[0].item() - p) < 0.05
 
+
+
+def test_attention_defers_to_sdpa_for_what_it_does_not_implement(monkeypatch):
+    import transformers.integrations.sdpa_attention as sa
+
+    calls = []
+    monkeypatch.setattr(sa, "sdpa_attention_forward", lambda *a, **k: calls.append(k) or ("sdpa", None))
+    q = torch.randn(1, 2, 4, 8)
+    module = torch.nn.Module()
+    module.is_causal = False
+    mask = torch.ones(1, 1, 4, 4, dtype=torch.bool)
+    for kw in ({"sliding_window": 2}, {"softcap": 30.0}, {"position_bias": torch.zeros(1, 2, 4, 4)}):
+        assert fd.sdpa_with_fast_dropout(module, q, q, q, mask, dropout=0.1, **kw)[0] == "sdpa"
+    module.is_causal = True  # a decoder without a mask: SDPA's causal kernel
+    assert fd.sdpa_with_fast_dropout(module, q, q, q, None, dropout=0.1)[0] == "sdpa"
+    assert len(calls) == 4
+    module.is_causal = False  # negative control: plain bidirectional attention with dropout is ours
+    assert isinstance(fd.sdpa_with_fast_dropout(module, q, q, q, mask, dropout=0.1)[0], torch.Tensor)
+    assert len(calls) == 4
