@@ -228,20 +228,21 @@ class TransformerEncoder(Encoder):
         every linear layer's weight reordered once into oneDNN's layout (:mod:`embtune.encoders.packed_linear`).
 
         Cached on the encoder and rebuilt when any weight changes (an optimizer step, load_state_dict,
-        ``.to()``: tracked by each parameter's identity, version counter and device). The packed copy is
-        checked against the plain one on a short input when built; if they disagree it is not used.
+        ``.to()``, a write through ``.data``: see :func:`weights_fingerprint`). The packed copy is checked
+        against the plain one on a short input when built; if they disagree it is not used.
         """
         params = list(self.backbone.parameters())
-        key = (dtype, str(params[0].device), tuple((id(p), p._version) for p in params))
+        key = (dtype, str(params[0].device), tuple((id(p), p.data_ptr(), p._version) for p in params))
+        content = weights_fingerprint(params)
         cached = self.__dict__.get("_inference_cache")  # a plain attribute: not a submodule, not in state_dict
-        if cached is None or cached[0] != key:
+        if cached is None or cached[0] != key or not torch.equal(cached[2], content):
             self.__dict__["_inference_cache"] = None  # free the old copy first
             copy_ = copy.deepcopy(self.backbone).to(dtype).eval()
             for p in copy_.parameters():
                 p.requires_grad_(False)
             if can_pack(params[0].device, dtype):
                 copy_ = self._packed_or_plain(copy_)
-            self.__dict__["_inference_cache"] = cached = (key, copy_)
+            self.__dict__["_inference_cache"] = cached = (key, copy_, content)
         return cached[1]
 
     def _packed_or_plain(self, plain: nn.Module) -> nn.Module:
@@ -352,6 +353,17 @@ class TransformerEncoder(Encoder):
         saved_pooler = self.pooler if not (self.pooler == "cls" and self.mlp_only_train) else "cls_before_pooler"
         meta = {"encoder": "transformer", "pooler": saved_pooler, **(extra or {})}
         (path / "embtune.json").write_text(json.dumps(meta, indent=2, default=str))
+
+
+def weights_fingerprint(params: list[Tensor], samples: int = 64) -> Tensor:
+    """The weights' current content, cheaply: each tensor's L2 norm and ``samples`` of its values at a fixed
+    stride. Version counters alone miss updates: torch's fused AdamW writes the weights in place without
+    bumping them (measured: ``_version`` stays 0 after ``step()``), and so does a write through ``.data``."""
+    with torch.no_grad():
+        flat = [p.detach().reshape(-1) for p in params]
+        norms = torch.stack([torch.linalg.vector_norm(f.float()) for f in flat])
+        picked = torch.cat([f[:: max(1, f.numel() // samples)][:samples].float() for f in flat])
+        return torch.cat([norms, picked]).cpu()
 
 
 def _load_backbone(folder: Path, trust_remote_code: bool, allow_pickle: bool = False):

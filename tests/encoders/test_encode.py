@@ -147,3 +147,24 @@ def test_bf16_inference_is_a_cast_copy_with_fp32_head(enc, monkeypatch):
     assert enc.inference_backbone(torch.bfloat16) is not half
     changed = enc.encode(SENTENCES, precision="bf16")
     assert np.abs(changed - got).max() > 1e-3
+
+
+def test_inference_copy_follows_fused_optimizer_steps_and_data_writes(enc):
+    """torch's fused AdamW updates weights without bumping their version counters: the cached inference
+    copy must still notice (it once served the weights of step 0 to every evaluation of a training run)."""
+    before = enc.encode(SENTENCES[:3])
+    params = list(enc.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-2, fused=True)
+    versions = [p._version for p in params]
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    assert [p._version for p in params] == versions  # the premise: no version bump
+    after = enc.encode(SENTENCES[:3])
+    assert np.abs(after - before).max() > 1e-3
+    copy_ = enc.inference_backbone(torch.float32)
+    assert enc.inference_backbone(torch.float32) is copy_  # unchanged weights: the cache holds
+    emb = enc.backbone.embeddings.word_embeddings.weight
+    emb.data.mul_(0.5)  # a write through .data (no version bump either)
+    assert enc.inference_backbone(torch.float32) is not copy_
+    assert np.abs(enc.encode(SENTENCES[:3]) - after).max() > 1e-3

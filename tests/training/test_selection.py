@@ -74,6 +74,8 @@ def test_own_task_run_returns_its_best_evaluation(tiny_bert, pair_file, binary_f
                       eval_task=f"binary:{binary_file}"), progress=False)
     hist = m["evaluations"]
     assert [h["step"] for h in hist] == [0, 2, 4, 6] and m["best_metric"] == "binary:dev/ap"
+    # every evaluation sees the weights of its step (a stale inference copy once made them all step 0's)
+    assert len({h["binary:dev/ap"] for h in hist}) > 1
     assert m["best_value"] == max(h["binary:dev/ap"] for h in hist) >= m["start_value"]
     again = BinaryPairEval.from_file(binary_file).evaluate(load_encoder(str(tmp_path / "o")))
     assert again["ap"] == pytest.approx(m["best_value"], abs=1e-4)
