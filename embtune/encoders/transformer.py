@@ -228,11 +228,13 @@ class TransformerEncoder(Encoder):
         every linear layer's weight reordered once into oneDNN's layout (:mod:`embtune.encoders.packed_linear`).
 
         Cached on the encoder and rebuilt when any weight changes (an optimizer step, load_state_dict,
-        ``.to()``, a write through ``.data``: see :func:`weights_fingerprint`). The packed copy is checked
+        ``.to()``, a write through ``.data``: see :func:`weights_fingerprint`) or the attention implementation
+        is switched (``set_attn_implementation``). The packed copy is checked
         against the plain one on a short input when built; if they disagree it is not used.
         """
         params = list(self.backbone.parameters())
-        key = (dtype, str(params[0].device), tuple((id(p), p.data_ptr(), p._version) for p in params))
+        key = (dtype, str(params[0].device), getattr(self.backbone.config, "_attn_implementation", None),
+               tuple((id(p), p.data_ptr(), p._version) for p in params))
         content = weights_fingerprint(params)
         cached = self.__dict__.get("_inference_cache")  # a plain attribute: not a submodule, not in state_dict
         if cached is None or cached[0] != key or not torch.equal(cached[2], content):

@@ -168,3 +168,14 @@ def test_inference_copy_follows_fused_optimizer_steps_and_data_writes(enc):
     emb.data.mul_(0.5)  # a write through .data (no version bump either)
     assert enc.inference_backbone(torch.float32) is not copy_
     assert np.abs(enc.encode(SENTENCES[:3]) - after).max() > 1e-3
+
+
+def test_inference_copy_follows_the_attention_implementation(enc):
+    copy_ = enc.inference_backbone(torch.float32)
+    assert copy_.config._attn_implementation == enc.backbone.config._attn_implementation == "sdpa"
+    enc.backbone.set_attn_implementation("eager")
+    try:
+        assert enc.inference_backbone(torch.float32).config._attn_implementation == "eager"
+    finally:
+        enc.backbone.set_attn_implementation("sdpa")
+    assert enc.inference_backbone(torch.float32).config._attn_implementation == "sdpa"
