@@ -20,8 +20,14 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    from embtune.precision import CPU_BF16_FLAGS, cpu_flags
+
+    flags = cpu_flags()
+    bf16 = [f for f in CPU_BF16_FLAGS if f in flags]
+    isa = (f"bf16 instructions: {', '.join(bf16)}" if bf16 else "no bf16 instructions") + \
+        f", torch kernels {torch.backends.cpu.get_cpu_capability()}"
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, "
+    return (f"{cpu} ({isa}), {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads)")
 
 
