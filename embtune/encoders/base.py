@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +66,10 @@ class Encoder(nn.Module):
         """The corpus as one device tensor (see :class:`PackedIds`), or None to collate batch by batch."""
         return None
 
+    def inference_runner(self, precision: str) -> Callable[[dict[str, Tensor]], Tensor]:
+        """What :meth:`encode` applies to each batch (resolved once per call)."""
+        return lambda features: self.inference_forward(features, precision)
+
     def inference_forward(self, features: dict[str, Tensor], precision: str) -> Tensor:
         """The evaluated model's embeddings (any float dtype); default: per-op autocast."""
         with autocast(self.device, precision):
@@ -125,6 +129,7 @@ class Encoder(nn.Module):
         self.eval()
         out = torch.empty((len(unique), self.embedding_dim), dtype=torch.float32, device=device)
         try:
+            run = self.inference_runner(precision)
             packed = self.packed_ids(ids)
             # every batch's indices in one transfer; a batch is a slice of it
             order = to_device(torch.from_numpy(np.concatenate(batches)), device)
@@ -136,7 +141,7 @@ class Encoder(nn.Module):
                     feats = packed.batch(idx, dev_idx)
                 else:
                     feats = {k: to_device(v, device) for k, v in self.collate([ids[i] for i in idx]).items()}
-                emb = self.inference_forward(feats, precision).float()
+                emb = run(feats).float()
                 if normalize:
                     emb = torch.nn.functional.normalize(emb, dim=-1)
                 out[dev_idx] = emb

@@ -45,7 +45,7 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     """``F.dropout(x, p, training)`` with the mask of :func:`keep_mask` on the CPU."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or not 0.0 < p < 1.0:
+    if x.device.type != "cpu" or not 0 < round(p * MASK_RANGE) < MASK_RANGE:  # p too close to 0 or 1 for 15 bits
         return F.dropout(x, p, training)
     return torch.where(keep_mask(x.shape, p, x.device), x * (1.0 / (1.0 - p)), 0.0)
 
@@ -64,8 +64,9 @@ def sdpa_with_fast_dropout(module: nn.Module, query: Tensor, key: Tensor, value:
                            **kwargs) -> tuple[Tensor, None]:
     """transformers' SDPA attention; with dropout on the CPU, softmax(QKᵀ·s + mask) → :func:`dropout` → ·V.
 
-    (PyTorch's SDPA takes its unfused math path whenever ``dropout_p > 0`` on the CPU, so this is the same
-    computation with the cheaper mask; the softmax is taken in fp32.)
+    (PyTorch's SDPA takes its unfused math path whenever ``dropout_p > 0`` on the CPU; this is that path with
+    the cheaper mask, computed in fp32 and cast back to the inputs' dtype. A query row whose keys are all
+    masked gets uniform weights here, zeros in SDPA; padding masks never make one.)
     """
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -77,14 +78,14 @@ def sdpa_with_fast_dropout(module: nn.Module, query: Tensor, key: Tensor, value:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    scores = torch.matmul(query, key.transpose(-2, -1)).float() * scale
+    scores = torch.matmul(query.float(), key.float().transpose(-2, -1)) * scale
     if attention_mask is not None:
         if attention_mask.dtype == torch.bool:
             scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
         else:
             scores = scores + attention_mask
-    probs = _dropout(torch.softmax(scores, dim=-1).to(value.dtype), dropout)
-    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
+    probs = _dropout(torch.softmax(scores, dim=-1), dropout)
+    return torch.matmul(probs, value.float()).to(value.dtype).transpose(1, 2).contiguous(), None
 
 
 _dropout = dropout
@@ -105,7 +106,9 @@ def use_fast_dropout(model: nn.Module) -> int:
     for parent in model.modules():
         for name, child in list(parent.named_children()):
             if type(child) is nn.Dropout:
-                setattr(parent, name, Dropout(child.p, child.inplace).train(child.training))
+                fast = Dropout(child.p, child.inplace).train(child.training)
+                fast._forward_hooks, fast._forward_pre_hooks = child._forward_hooks, child._forward_pre_hooks
+                setattr(parent, name, fast)
                 swapped += 1
     for sub in model.modules():
         config = getattr(sub, "config", None)

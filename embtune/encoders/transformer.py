@@ -223,62 +223,82 @@ class TransformerEncoder(Encoder):
     def packed_ids(self, ids: list[list[int]]) -> PackedIds:
         return PackedIds(ids, self.device, self.tokenizer.pad_token_id or 0)
 
-    def inference_backbone(self, dtype: torch.dtype) -> nn.Module:
+    def inference_backbone(self, dtype: torch.dtype) -> nn.Module | None:
         """A copy of the backbone for inference: weights cast to ``dtype`` once and, on a CPU with oneDNN,
         every linear layer's weight reordered once into oneDNN's layout (:mod:`embtune.encoders.packed_linear`).
+        None for fp32 where nothing is packed: the model itself serves (a plain copy would only cost memory).
 
-        Cached on the encoder and rebuilt when any weight changes (an optimizer step, load_state_dict,
-        ``.to()``, a write through ``.data``: see :func:`weights_fingerprint`) or the attention implementation
-        is switched (``set_attn_implementation``). The packed copy is checked
-        against the plain one on a short input when built; if they disagree it is not used.
+        Cached on the encoder (not in its state_dict, not pickled or deep-copied) and rebuilt when any
+        weight changes (an optimizer step, load_state_dict, ``.to()``, a write through ``.data`` that
+        changes a tensor's norm or sampled values: see :func:`weights_fingerprint`) or the attention
+        implementation is switched. Checked once per :meth:`encode` call, not per batch.
         """
         params = list(self.backbone.parameters())
-        key = (dtype, str(params[0].device), getattr(self.backbone.config, "_attn_implementation", None),
+        device = params[0].device
+        if dtype == torch.float32 and not can_pack(device, dtype):
+            self.__dict__["_inference_cache"] = None  # e.g. moved to CUDA: free a CPU copy
+            return None
+        key = (dtype, str(device), getattr(self.backbone.config, "_attn_implementation", None),
                tuple((id(p), p.data_ptr(), p._version) for p in params))
-        content = weights_fingerprint(params)
-        cached = self.__dict__.get("_inference_cache")  # a plain attribute: not a submodule, not in state_dict
+        content = weights_fingerprint(params).view(torch.int32)  # bit patterns: NaN equals itself
+        cached = self.__dict__.get("_inference_cache")  # a plain attribute: not a submodule
         if cached is None or cached[0] != key or not torch.equal(cached[2], content):
             self.__dict__["_inference_cache"] = None  # free the old copy first
             copy_ = copy.deepcopy(self.backbone).to(dtype).eval()
             for p in copy_.parameters():
                 p.requires_grad_(False)
-            if can_pack(params[0].device, dtype):
-                copy_ = self._packed_or_plain(copy_)
+            if can_pack(device, dtype) and not self._pack_checked(copy_):
+                copy_ = None if dtype == torch.float32 else copy.deepcopy(self.backbone).to(dtype).eval()
             self.__dict__["_inference_cache"] = cached = (key, copy_, content)
         return cached[1]
 
-    def _packed_or_plain(self, plain: nn.Module) -> nn.Module:
-        packed = copy.deepcopy(plain)
-        n = pack_linears(packed)
+    def _pack_checked(self, model: nn.Module) -> bool:
+        """Pack ``model``'s linear layers in place; False (model then unusable) if the packed model's output
+        on a short input differs from the plain one's, or it fails (an architecture reading ``.weight``)."""
         ids = torch.tensor([[self.tokenizer.cls_token_id or 0] * 3], device=self.device)
         mask = torch.ones_like(ids)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(self.device.type, enabled=False):
+            # .forward: the backbone's own hooks (copied with it) see only real batches
+            want = model.forward(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+            n = pack_linears(model)
             try:
-                # .forward: the backbone's own hooks (copied with it) see only real batches
-                want = plain.forward(input_ids=ids, attention_mask=mask).last_hidden_state.float()
-                got = packed.forward(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+                got = model.forward(input_ids=ids, attention_mask=mask).last_hidden_state.float()
                 same = torch.allclose(got, want, rtol=1e-2, atol=1e-2 * float(want.abs().max()) + 1e-5)
-            except (RuntimeError, AttributeError, TypeError) as e:  # an architecture that reads .weight itself
-                same, got = False, e
+                why = "values"
+            except (RuntimeError, AttributeError, TypeError) as e:
+                same, why = False, f"error: {e}"
         if not same:
             logger.info("%s: packed linear layers disagree with nn.Linear (%s); encoding with nn.Linear",
-                        type(plain).__name__, "error" if isinstance(got, Exception) else "values")
-            return plain
-        logger.debug("%d linear layers packed for oneDNN", n)
-        return packed
+                        type(model).__name__, why)
+        else:
+            logger.debug("%d linear layers packed for oneDNN", n)
+        return same
+
+    def inference_runner(self, precision: str):
+        """The function :meth:`encode` applies to each batch: the inference copy in ``precision`` (resolved
+        once, see :meth:`inference_backbone`), then pooling, MLP and normalisation in fp32 on its output."""
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        backbone = self.inference_backbone(dtype)
+        if backbone is None:
+            return self.forward
+        need_all = self.pooler in HIDDEN_STATE_POOLERS
+
+        def run(features: dict[str, Tensor]) -> Tensor:
+            with torch.autocast(self.device.type, enabled=False):  # the copy's dtype, whatever the caller's autocast
+                out = backbone(input_ids=features["input_ids"], attention_mask=features["attention_mask"],
+                               output_hidden_states=need_all, return_dict=True)
+                hidden = tuple(h.float() for h in out.hidden_states) if need_all else None
+                return self.head(out.last_hidden_state.float(), features["attention_mask"], hidden)
+
+        return run
 
     def inference_forward(self, features: dict[str, Tensor], precision: str) -> Tensor:
-        """The transformer as an inference copy in ``precision`` (weights cast and packed once, see
-        :meth:`inference_backbone`), then pooling, MLP and normalisation in fp32 on its output. fp32 off
-        the CPU: the model itself (a copy would only cost memory there)."""
-        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-        if dtype == torch.float32 and not can_pack(self.device, dtype):
-            return self(features)
-        need_all = self.pooler in HIDDEN_STATE_POOLERS
-        out = self.inference_backbone(dtype)(input_ids=features["input_ids"], attention_mask=features["attention_mask"],
-                                             output_hidden_states=need_all, return_dict=True)
-        hidden = tuple(h.float() for h in out.hidden_states) if need_all else None
-        return self.head(out.last_hidden_state.float(), features["attention_mask"], hidden)
+        return self.inference_runner(precision)(features)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_inference_cache", None)  # oneDNN-packed tensors cannot be pickled or deep-copied
+        return state
 
     def forward(self, features: dict[str, Tensor]) -> Tensor:
         need_all = self.pooler in HIDDEN_STATE_POOLERS
@@ -360,7 +380,8 @@ class TransformerEncoder(Encoder):
 def weights_fingerprint(params: list[Tensor], samples: int = 64) -> Tensor:
     """The weights' current content, cheaply: each tensor's L2 norm and ``samples`` of its values at a fixed
     stride. Version counters alone miss updates: torch's fused AdamW writes the weights in place without
-    bumping them (measured: ``_version`` stays 0 after ``step()``), and so does a write through ``.data``."""
+    bumping them (measured: ``_version`` stays 0 after ``step()``), and so does a write through ``.data``
+    (caught here when it changes a norm or a sampled value)."""
     with torch.no_grad():
         flat = [p.detach().reshape(-1) for p in params]
         norms = torch.stack([torch.linalg.vector_norm(f.float()) for f in flat])

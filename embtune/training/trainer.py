@@ -312,8 +312,6 @@ class Trainer:
         self.encoder.allow_slow_precision = cfg.allow_slow_precision  # for evaluations during training
         if not cfg.dropout:
             disable_dropout(self.encoder)
-        else:  # the same Bernoulli masks, drawn faster on the CPU (embtune/encoders/dropout.py)
-            logger.info("dropout: %d modules draw 15-bit masks on the CPU", use_fast_dropout(self.encoder))
         self.objective.setup(self.encoder, self.data)
         self.objective.to(self.device)
         self.mlm = AuxiliaryMLM(self.encoder, cfg.mlm_weight, cfg.mlm_probability) if cfg.mlm_weight else None
@@ -321,6 +319,8 @@ class Trainer:
         self.modules = torch.nn.ModuleDict({"encoder": self.encoder, "objective": self.objective})
         if self.mlm is not None:
             self.modules["mlm"] = self.mlm
+        if cfg.dropout and self.device.type == "cpu":  # the same Bernoulli masks, drawn faster (encoders/dropout.py)
+            logger.info("dropout: %d modules draw 15-bit masks", use_fast_dropout(self.modules))
         self.params = list({id(p): p for p in self.modules.parameters()}.values())
         # every process draws its own dropout masks
         torch.manual_seed(cfg.seed + 7919 * self.dist.rank)

@@ -131,3 +131,43 @@ def test_attention_defers_to_sdpa_for_what_it_does_not_implement(monkeypatch):
     module.is_causal = False  # negative control: plain bidirectional attention with dropout is ours
     assert isinstance(fd.sdpa_with_fast_dropout(module, q, q, q, mask, dropout=0.1)[0], torch.Tensor)
     assert len(calls) == 4
+
+
+def test_training_forward_draws_attention_masks_through_keep_mask(tiny_bert, monkeypatch):
+    enc = TransformerEncoder.load(tiny_bert, pooler="mean")
+    fd.use_fast_dropout(enc)
+    shapes = []
+    real = fd.keep_mask
+    monkeypatch.setattr(fd, "keep_mask", lambda shape, p, device="cpu": shapes.append(tuple(shape)) or real(shape, p, device))
+    feats = enc.collate(enc.tokenize_ids(SENTENCES[:4]))
+    enc.train()
+    enc(feats)
+    heads = enc.backbone.config.num_attention_heads
+    length = feats["input_ids"].shape[1]
+    attention = [s for s in shapes if s == (4, heads, length, length)]
+    assert len(attention) == enc.backbone.config.num_hidden_layers  # one attention mask per layer
+    assert len(shapes) > len(attention)  # and the hidden-state dropouts
+
+
+def test_attention_with_an_additive_float_mask(monkeypatch):
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 8) for _ in range(3))
+    bool_mask = torch.ones(2, 1, 5, 5, dtype=torch.bool)
+    bool_mask[0, :, :, 4:] = False
+    float_mask = torch.zeros(2, 1, 5, 5).masked_fill(~bool_mask, torch.finfo(torch.float32).min)
+    module = torch.nn.Module()
+    module.is_causal = False
+    monkeypatch.setattr(fd, "keep_mask", lambda shape, p, device="cpu": torch.ones(shape, dtype=torch.bool))
+    a, _ = fd.sdpa_with_fast_dropout(module, q, k, v, bool_mask, dropout=0.1)
+    b, _ = fd.sdpa_with_fast_dropout(module, q, k, v, float_mask, dropout=0.1)
+    assert torch.allclose(a, b, atol=1e-6)
+    c, _ = fd.sdpa_with_fast_dropout(module, q, k, v, torch.zeros(2, 1, 5, 5), dropout=0.1)
+    assert not torch.allclose(a, c, atol=1e-3)  # negative control: the mask matters
+
+
+def test_tiny_p_falls_back_to_torch_dropout():
+    x = torch.ones(100_000)
+    torch.manual_seed(0)
+    y = fd.dropout(x, 1e-6)  # rounds to 0 in 15 bits: torch's dropout, which still drops at 1e-6
+    torch.manual_seed(0)
+    assert torch.equal(y, F.dropout(x, 1e-6, True))
