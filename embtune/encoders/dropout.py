@@ -22,6 +22,8 @@ transformers' SDPA attention except when attention dropout is on and the tensors
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -33,9 +35,7 @@ ATTENTION_NAME = "embtune_sdpa"
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu") -> Tensor:
     """A boolean mask whose elements are True independently with probability 1 − p (p in 2⁻¹⁵ steps)."""
-    n = 1
-    for s in shape:
-        n *= int(s)
+    n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_()  # 63 uniform bits each
     lanes = words.view(torch.int16)[:n] & (MASK_RANGE - 1)  # four 15-bit integers per word
     return (lanes >= round(p * MASK_RANGE)).view(shape)

@@ -3,9 +3,9 @@
 ``nn.Linear`` on the CPU passes its plain row-major weight to the GEMM library on every call. oneDNN's
 kernels run on a blocked weight layout; ``torch.ops.mkldnn._reorder_linear_weight`` converts a weight
 into it once and ``torch.ops.mkldnn._linear_pointwise`` multiplies with the converted weight (the ops
-torch.compile's CPU freezing pass emits for linear layers). Same product, same dtype; measured on
-all-MiniLM-L6-v2 on a 2-core AVX-512 CPU: a 1536×384×1536 fp32 GEMM 173 → 214 GFLOP/s, fp32 encoding
-1.13–1.19× (``docs/performance.md``).
+torch.compile's CPU freezing pass emits for linear layers). Same product, same dtype; measured with
+all-MiniLM-L6-v2 on a 2-core AVX-512 CPU (``python -m bench.levers``): encoding 1.14× in fp32, 1.09× in
+bf16 (``docs/levers.md``, ``docs/levers-bf16.md``).
 
 Inference only: the packed weight is a plain tensor (no gradient), so :func:`pack_linears` is applied
 to an inference copy of a model (:meth:`TransformerEncoder.inference_backbone`), never to the model

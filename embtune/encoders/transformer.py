@@ -244,13 +244,17 @@ class TransformerEncoder(Encoder):
         cached = self.__dict__.get("_inference_cache")  # a plain attribute: not a submodule
         if cached is None or cached[0] != key or not torch.equal(cached[2], content):
             self.__dict__["_inference_cache"] = None  # free the old copy first
-            copy_ = copy.deepcopy(self.backbone).to(dtype).eval()
-            for p in copy_.parameters():
-                p.requires_grad_(False)
-            if can_pack(device, dtype) and not self._pack_checked(copy_):
-                copy_ = None if dtype == torch.float32 else copy.deepcopy(self.backbone).to(dtype).eval()
+            copy_ = self._cast_copy(dtype)
+            if can_pack(device, dtype) and not self._pack_checked(copy_):  # the failed copy is half-packed
+                copy_ = None if dtype == torch.float32 else self._cast_copy(dtype)
             self.__dict__["_inference_cache"] = cached = (key, copy_, content)
         return cached[1]
+
+    def _cast_copy(self, dtype: torch.dtype) -> nn.Module:
+        copy_ = copy.deepcopy(self.backbone).to(dtype).eval()
+        for p in copy_.parameters():
+            p.requires_grad_(False)
+        return copy_
 
     def _pack_checked(self, model: nn.Module) -> bool:
         """Pack ``model``'s linear layers in place; False (model then unusable) if the packed model's output
