@@ -146,6 +146,9 @@ def run(args) -> None:
     train_rows(b, folder, sents, work, peaks)
     b.save()
     b.guarded("profile", profile, b, folder, sents, work)
+    b.save()
+    if not args.no_compile:
+        train_compiled(b, folder, work)
     b.results["total_s"] = time.perf_counter() - t_all
     b.save()
     table = markdown(b)
@@ -241,9 +244,25 @@ def forward_only(b: Bench, enc, ids, useful: float, peaks: dict) -> None:
             sync(b.device)
         sec = time.perf_counter() - t0
         row = {"precision": p, "batch_size": bs, "seconds": sec, "sentences_per_s": len(ids) / sec,
-               "of_peak": useful / sec / peaks[p]}
+               "of_peak": useful / sec / peaks[p], "attention": "default"}
         b.results.setdefault("forward_only", []).append(row)
         b.say("forward only (batches prebuilt on the device)", row)
+        if b.device.type == "cuda":  # where the attention time goes: the same passes with cuDNN's SDPA kernel barred
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            with torch.inference_mode(), sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                                                      SDPBackend.MATH]):
+                run(feats[0])
+                sync(b.device)
+                t0 = time.perf_counter()
+                for f in feats:
+                    run(f)
+                sync(b.device)
+            sec = time.perf_counter() - t0
+            alt = dict(row, seconds=sec, sentences_per_s=len(ids) / sec, of_peak=useful / sec / peaks[p],
+                       attention="no cuDNN")
+            b.results["forward_only"].append(alt)
+            b.say("forward only, SDPA without cuDNN", alt)
 
 
 # ---- training -----------------------------------------------------------------------------------
@@ -266,20 +285,22 @@ def train_rows(b: Bench, folder: Path, sents: list[str], work: Path, peaks: dict
                     torch.cuda.empty_cache()
 
 
-def _trainer(folder: Path, train_file: Path, work: Path, p: str, steps: int, device: torch.device):
+def _trainer(folder: Path, train_file: Path, work: Path, p: str, steps: int, device: torch.device,
+             compile_: bool = False):
     from embtune.config import make_config
     from embtune.training.trainer import Trainer
 
     cfg = make_config(model=str(folder), objective="unsup-simcse", train_file=str(train_file),
                       output=str(work / f"run-{p}-{time.time_ns()}"), batch_size=64, max_seq_length=32,
-                      max_steps=steps, precision=p, allow_slow_precision=True, device=str(device))
+                      max_steps=steps, precision=p, allow_slow_precision=True, device=str(device), compile=compile_)
     return Trainer(cfg, progress=False)
 
 
-def train_embtune(b: Bench, folder: Path, train_file: Path, work: Path, p: str) -> dict:
+def train_embtune(b: Bench, folder: Path, train_file: Path, work: Path, p: str, compile_: bool = False) -> dict:
     args = b.args
     steps = args.warmup_steps + args.train_steps
-    tr = _trainer(folder, train_file, work, p, steps, b.device)
+    t_build = time.perf_counter()
+    tr = _trainer(folder, train_file, work, p, steps, b.device, compile_)
     stamps: list[float] = []
     orig = tr.optimizer_step
 
@@ -292,12 +313,25 @@ def train_embtune(b: Bench, folder: Path, train_file: Path, work: Path, p: str) 
     tr.save_checkpoint = lambda: None
     tr.run()
     sec = stamps[-1] - stamps[args.warmup_steps - 1]
+    warmup = stamps[args.warmup_steps - 1] - t_build  # with --compile: the compiler's time
     n = args.train_steps
     lengths = [len(s) for idx in tr.batches(0)[args.warmup_steps:steps] for i in idx for s in tr.examples[i]] * 2
     cfg = tr.encoder.backbone.config
     flops = 3 * sum(x * flops_per_token(cfg, x) for x in lengths)
     return {"steps": n, "seconds": sec, "steps_per_s": n / sec, "examples_per_s": 64 * n / sec, "flops_per_s": flops / sec,
-            "loss_last": tr.losses[-1]}
+            "loss_last": tr.losses[-1], "setup_and_warmup_s": warmup}
+
+
+def train_compiled(b: Bench, folder: Path, work: Path) -> None:
+    """embtune train --compile, in the fastest precision (after the profile: a compiler that overruns the
+    device's time costs only this row)."""
+    p = "bf16" if "bf16" in b.args.precisions and b.support.bf16 else "fp32"
+    row = b.guarded(f"train embtune --compile {p}", train_embtune, b, folder, work / "train.txt", work, p, True)
+    if row is not None:
+        row.update(tool="embtune --compile", precision=p, native=b.support.native(p), repeat=0,
+                   of_peak=row["flops_per_s"] / b.results["peaks"][p])
+        b.results["train"].append(row)
+        b.say("train", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
 
 
 def train_st(b: Bench, folder: Path, train_file: Path, work: Path, p: str) -> dict:
@@ -403,7 +437,8 @@ def markdown(b: Bench) -> str:
         lines.append(f"| {row['tool']} | {row['precision']}{mark(row)} | {bs} | {row['sentences_per_s']:,.0f} | "
                      f"{100 * row['of_peak']:.1f}% |")
     for row in r.get("forward_only", []):
-        lines.append(f"| embtune, forward passes only (batches prebuilt) | {row['precision']} | {row['batch_size']} | "
+        att = "" if row.get("attention", "default") == "default" else f", SDPA {row['attention']}"
+        lines.append(f"| embtune, forward passes only (batches prebuilt{att}) | {row['precision']} | {row['batch_size']} | "
                      f"{row['sentences_per_s']:,.0f} | {100 * row['of_peak']:.1f}% |")
     lines += ["", f"Tokenizing the whole corpus in one call: {r.get('tokens', {}).get('tokenize_whole_corpus_s', math.nan):.2f} s.",
               "", "| train (batch 64, max length 32) | precision | steps/s | examples/s | of peak |",
@@ -416,6 +451,10 @@ def markdown(b: Bench) -> str:
     for (tool, p), row in sorted(best.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         lines.append(f"| {tool} | {p}{mark(row)} | {row['steps_per_s']:.1f} | {row['examples_per_s']:,.0f} | "
                      f"{100 * row['of_peak']:.1f}% |")
+    for row in r.get("train", []):
+        if row["tool"] == "embtune --compile":
+            lines.append(f"\nembtune --compile: {row['setup_and_warmup_s']:.0f} s from building the trainer to the end of "
+                         f"warm-up step {b.args.warmup_steps} (the compiler's time, paid once per run).")
     if r.get("failures"):
         lines += ["", "Failed rows: " + "; ".join(r["failures"])]
     return "\n".join(lines) + "\n"
@@ -434,6 +473,7 @@ def add_arguments(ap) -> None:
     ap.add_argument("--train-steps", type=int, default=150)
     ap.add_argument("--warmup-steps", type=int, default=10)
     ap.add_argument("--train-repeats", type=int, default=1)
+    ap.add_argument("--no-compile", action="store_true", help="skip the embtune train --compile row")
     ap.add_argument("--out", default="bench-device-out")
 
 

@@ -28,6 +28,7 @@ from embtune.encoders.base import Encoder
 from embtune.encoders.batching import PackedIds
 from embtune.encoders.packed_linear import can_pack, pack_linears
 from embtune.encoders.pooling import HIDDEN_STATE_POOLERS, check_pooler, pad_ids, pool
+from embtune.encoders.tokenize import CorpusTokenizer
 from embtune.encoders.weights import load_safetensors, use_safetensors
 from embtune.errors import EmbtuneError
 
@@ -213,9 +214,10 @@ class TransformerEncoder(Encoder):
                                f"tokens (max_position_embeddings {mp}, tokenizer limit "
                                f"{_finite(self.tokenizer.model_max_length)}); use --max-seq-length {limit} or less")
         texts = [t.lower() for t in texts] if self.do_lower_case else list(texts)
-        return self.tokenizer(
-            texts, truncation=True, max_length=max_length or self.max_seq_length, add_special_tokens=True
-        )["input_ids"]
+        corpus_tokenizer = self.__dict__.get("_corpus_tokenizer")  # a plain attribute: not pickled
+        if corpus_tokenizer is None or corpus_tokenizer.tokenizer is not self.tokenizer:
+            corpus_tokenizer = self.__dict__["_corpus_tokenizer"] = CorpusTokenizer(self.tokenizer)
+        return corpus_tokenizer.ids(texts, max_length or self.max_seq_length)
 
     def collate(self, ids: list[list[int]]) -> dict[str, Tensor]:
         return pad_ids(ids, self.tokenizer.pad_token_id or 0)
@@ -280,11 +282,12 @@ class TransformerEncoder(Encoder):
 
     def inference_runner(self, precision: str):
         """The function :meth:`encode` applies to each batch: the inference copy in ``precision`` (resolved
-        once, see :meth:`inference_backbone`), then pooling, MLP and normalisation in fp32 on its output."""
+        once, see :meth:`inference_backbone`; else the backbone itself, never its compiled training form),
+        then pooling, MLP and normalisation in fp32 on its output."""
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         backbone = self.inference_backbone(dtype)
-        if backbone is None:
-            return self.forward
+        if backbone is None:  # fp32, nothing packed
+            backbone = self.backbone
         need_all = self.pooler in HIDDEN_STATE_POOLERS
 
         def run(features: dict[str, Tensor]) -> Tensor:
@@ -302,11 +305,20 @@ class TransformerEncoder(Encoder):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("_inference_cache", None)  # oneDNN-packed tensors cannot be pickled or deep-copied
+        state.pop("_corpus_tokenizer", None)  # rebuilt on first use
+        state.pop("_compiled_backbone", None)  # a copy (the anchor's frozen model) runs its own, uncompiled
         return state
+
+    def compile_backbone(self) -> None:
+        """Run :meth:`forward`'s backbone through ``torch.compile`` (sequence lengths symbolic: one graph
+        for every batch shape). Held outside the module tree: the state dict, saving and copies are
+        unchanged, and inference (:meth:`inference_runner`) keeps the eager backbone."""
+        self.__dict__["_compiled_backbone"] = torch.compile(self.backbone, dynamic=True)
 
     def forward(self, features: dict[str, Tensor]) -> Tensor:
         need_all = self.pooler in HIDDEN_STATE_POOLERS
-        out = self.backbone(
+        compiled = self.__dict__.get("_compiled_backbone")
+        out = (self.backbone if compiled is None else compiled)(
             input_ids=features["input_ids"],
             attention_mask=features["attention_mask"],
             output_hidden_states=need_all,

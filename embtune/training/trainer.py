@@ -74,16 +74,26 @@ def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def embed_views(encoder: Encoder, views: list[list[list[int]]], device: torch.device, precision: str) -> torch.Tensor:
+def embed_views(encoder: Encoder, views: list[list[list[int]]], device: torch.device, precision: str,
+                one_pass: bool | None = None) -> torch.Tensor:
     """Embed V views of N sequences -> (V, N, d).
 
     Every row draws its own dropout mask however the rows are grouped into passes, so the two
     views of unsup SimCSE differ exactly as two separate passes would (SimCSE §3).
+
+    ``one_pass`` (default: on an accelerator): all V*N sequences in one forward pass. An accelerator
+    runs a BERT-base pass over 128 short sentences in less time than the host takes to issue its
+    kernels, so fewer, larger passes are faster there; a CPU is bound by the arithmetic, so there the
+    V*N sequences are sorted by length and embedded in V passes of N, each padded to its own longest
+    sequence: far less padding when views differ in length (premise vs hypotheses).
     """
     n_views, n = len(views), len(views[0])
     flat = [seq for view in views for seq in view]
-    # Sort the V*N sequences by length and embed them in V passes of N, each padded to its own
-    # longest sequence: far less padding when views differ in length (premise vs hypotheses).
+    if one_pass is None:
+        one_pass = device.type != "cpu"
+    if one_pass:
+        with autocast(device, precision):
+            return encoder.embed_ids(flat).float().view(n_views, n, -1)
     order = sorted(range(len(flat)), key=lambda i: len(flat[i]))
     with autocast(device, precision):
         pieces = [encoder.embed_ids([flat[i] for i in order[s:s + n]]) for s in range(0, len(flat), n)]
@@ -321,6 +331,11 @@ class Trainer:
             self.modules["mlm"] = self.mlm
         if cfg.dropout and self.device.type == "cpu":  # the same Bernoulli masks, drawn faster (encoders/dropout.py)
             logger.info("dropout: %d modules draw 15-bit masks", use_fast_dropout(self.modules))
+        if cfg.compile:
+            if not isinstance(self.encoder, TransformerEncoder):
+                raise EmbtuneError("--compile applies to transformer models, not word-vector encoders")
+            self.encoder.compile_backbone()
+            logger.info("compile: the backbone's training forward runs through torch.compile")
         self.params = list({id(p): p for p in self.modules.parameters()}.values())
         # every process draws its own dropout masks
         torch.manual_seed(cfg.seed + 7919 * self.dist.rank)

@@ -194,3 +194,55 @@ def test_training_draws_dropout_masks_with_embtune_dropout(tiny_bert, unsup_file
     off = Trainer(cfg_for(tiny_bert, unsup_file, tmp_path / "n", max_steps=1, precision="fp32", dropout=False),
                   progress=False)
     assert all(m.p == 0.0 for m in off.encoder.modules() if isinstance(m, torch.nn.Dropout))
+
+
+def test_embed_views_one_pass_equals_length_sorted_passes(tiny_bert):
+    """One pass of V*N (the accelerator default) or V length-sorted passes: the same embeddings in the same
+    order without dropout; with dropout every row draws its own mask in one pass too (SimCSE §3)."""
+    from embtune.encoders import load_encoder
+    from embtune.training.trainer import embed_views
+
+    enc = load_encoder(str(tiny_bert), device="cpu")
+    ids = enc.tokenize_ids(SENTENCES[:6])
+    views = [ids, [ids[i] for i in (3, 0, 5, 1, 4, 2)]]  # views of different lengths per row
+    enc.eval()
+    with torch.no_grad():
+        one = embed_views(enc, views, enc.device, "fp32", one_pass=True)
+        sorted_passes = embed_views(enc, views, enc.device, "fp32", one_pass=False)
+        default_cpu = embed_views(enc, views, enc.device, "fp32")
+    assert one.shape == (2, 6, enc.embedding_dim)
+    torch.testing.assert_close(one, sorted_passes, rtol=1e-4, atol=1e-5)
+    assert torch.equal(default_cpu, sorted_passes)
+    torch.testing.assert_close(one[1, 1], one[0, 0], rtol=1e-4, atol=1e-5)  # row order kept: view 2 row 1 is ids[0]
+    assert not torch.allclose(one[1, 0], one[0, 0], atol=1e-3)  # negative control: different sentences
+    enc.train()
+    with torch.no_grad():
+        same = embed_views(enc, [ids, ids], enc.device, "fp32", one_pass=True)
+    assert not torch.allclose(same[0], same[1])  # two views of the same sentences differ by their dropout masks
+
+
+def test_compiled_training_matches_eager(tiny_bert, unsup_file, tmp_path):
+    """--compile: the same losses as eager (no dropout: deterministic), a graph really compiled, the saved
+    weights under the model's own names, and copies of the encoder uncompiled."""
+    import copy
+
+    from torch._dynamo.utils import counters
+
+    eager = train(cfg_for(tiny_bert, unsup_file, tmp_path / "e", max_steps=4, epochs=10, dropout=False), progress=False)
+    counters.clear()
+    tr = Trainer(cfg_for(tiny_bert, unsup_file, tmp_path / "c", max_steps=4, epochs=10, dropout=False, compile=True),
+                 progress=False)
+    compiled = tr.run()
+    assert counters["stats"]["unique_graphs"] >= 1  # negative control for "compiled": eager runs leave it at 0
+    assert compiled["losses"] == pytest.approx(eager["losses"], rel=1e-3, abs=1e-4)
+    keys = load_file(str(tmp_path / "c" / "model.safetensors")).keys()
+    assert keys == load_file(str(tmp_path / "e" / "model.safetensors")).keys()
+    assert "_compiled_backbone" in tr.encoder.__dict__
+    assert "_compiled_backbone" not in copy.deepcopy(tr.encoder).__dict__  # e.g. the anchor's frozen copy
+
+
+def test_compile_needs_a_transformer(tmp_path, unsup_file):
+    vec = tmp_path / "v.glove.txt"
+    vec.write_text("".join(f"{w} {i}.0 1.0\n" for i, w in enumerate(" ".join(SENTENCES).split())), encoding="utf-8")
+    with pytest.raises(EmbtuneError, match="--compile applies to transformer models"):
+        Trainer(cfg_for(vec, unsup_file, tmp_path / "o", encoder="mean", compile=True), progress=False)
