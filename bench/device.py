@@ -244,25 +244,29 @@ def forward_only(b: Bench, enc, ids, useful: float, peaks: dict) -> None:
             sync(b.device)
         sec = time.perf_counter() - t0
         row = {"precision": p, "batch_size": bs, "seconds": sec, "sentences_per_s": len(ids) / sec,
-               "of_peak": useful / sec / peaks[p], "attention": "default"}
+               "of_peak": useful / sec / peaks[p], "attention": "embtune's (no cuDNN)" if b.device.type == "cuda" else "default"}
         b.results.setdefault("forward_only", []).append(row)
         b.say("forward only (batches prebuilt on the device)", row)
-        if b.device.type == "cuda":  # where the attention time goes: the same passes with cuDNN's SDPA kernel barred
-            from torch.nn.attention import SDPBackend, sdpa_kernel
+        if b.device.type == "cuda":  # where the attention time goes: the same passes with torch's own SDPA choice
+            from embtune.encoders import transformer
 
-            with torch.inference_mode(), sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
-                                                      SDPBackend.MATH]):
-                run(feats[0])
-                sync(b.device)
-                t0 = time.perf_counter()
-                for f in feats:
-                    run(f)
-                sync(b.device)
-            sec = time.perf_counter() - t0
+            kept, transformer.INFERENCE_SDPA_BACKENDS = transformer.INFERENCE_SDPA_BACKENDS, None
+            try:
+                with torch.inference_mode():
+                    run = enc.inference_runner(p)
+                    run(feats[0])
+                    sync(b.device)
+                    t0 = time.perf_counter()
+                    for f in feats:
+                        run(f)
+                    sync(b.device)
+                sec = time.perf_counter() - t0
+            finally:
+                transformer.INFERENCE_SDPA_BACKENDS = kept
             alt = dict(row, seconds=sec, sentences_per_s=len(ids) / sec, of_peak=useful / sec / peaks[p],
-                       attention="no cuDNN")
+                       attention="torch's choice (cuDNN allowed)")
             b.results["forward_only"].append(alt)
-            b.say("forward only, SDPA without cuDNN", alt)
+            b.say("forward only, SDPA as torch chooses", alt)
 
 
 # ---- training -----------------------------------------------------------------------------------

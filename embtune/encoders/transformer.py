@@ -14,6 +14,7 @@ Saved layout (loadable by ``SentenceTransformer(path)`` and by :func:`embtune.lo
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -291,7 +292,8 @@ class TransformerEncoder(Encoder):
         need_all = self.pooler in HIDDEN_STATE_POOLERS
 
         def run(features: dict[str, Tensor]) -> Tensor:
-            with torch.autocast(self.device.type, enabled=False):  # the copy's dtype, whatever the caller's autocast
+            # the copy's dtype, whatever the caller's autocast
+            with torch.autocast(self.device.type, enabled=False), inference_attention(self.device):
                 out = backbone(input_ids=features["input_ids"], attention_mask=features["attention_mask"],
                                output_hidden_states=need_all, return_dict=True)
                 hidden = tuple(h.float() for h in out.hidden_states) if need_all else None
@@ -391,6 +393,21 @@ class TransformerEncoder(Encoder):
         saved_pooler = self.pooler if not (self.pooler == "cls" and self.mlp_only_train) else "cls_before_pooler"
         meta = {"encoder": "transformer", "pooler": saved_pooler, **(extra or {})}
         (path / "embtune.json").write_text(json.dumps(meta, indent=2, default=str))
+
+
+#: SDPA kernels inference may use on CUDA, in torch's order of preference; None: torch's choice. cuDNN's kernel is
+#: left out: on an H200 (torch 2.11, BERT-base, bf16, batches of 512 short sentences with a padding mask) it took
+#: 31% of a forward pass, and the forward passes ran 1.34x faster without it (docs/performance.md, GPU rows).
+INFERENCE_SDPA_BACKENDS: tuple[str, ...] | None = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "MATH")
+
+
+def inference_attention(device: torch.device):
+    """The SDPA kernels an inference pass on ``device`` may use (a context; nothing on a CPU)."""
+    if device.type != "cuda" or INFERENCE_SDPA_BACKENDS is None:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([getattr(SDPBackend, name) for name in INFERENCE_SDPA_BACKENDS])
 
 
 def weights_fingerprint(params: list[Tensor], samples: int = 64) -> Tensor:

@@ -179,3 +179,22 @@ def test_inference_copy_follows_the_attention_implementation(enc):
     finally:
         enc.backbone.set_attn_implementation("sdpa")
     assert enc.inference_backbone(torch.float32).config._attn_implementation == "sdpa"
+
+
+def test_inference_attention_bars_cudnn_on_cuda_only():
+    """CUDA inference passes run SDPA without cuDNN's kernel (measured slower on an H200); a CPU is untouched."""
+    import contextlib
+
+    from embtune.encoders import transformer
+
+    assert isinstance(transformer.inference_attention(torch.device("cpu")), contextlib.nullcontext)
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with transformer.inference_attention(torch.device("cuda")):
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.math_sdp_enabled()
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
+    kept, transformer.INFERENCE_SDPA_BACKENDS = transformer.INFERENCE_SDPA_BACKENDS, None
+    try:  # None: torch's own choice (the benchmark's comparison row)
+        assert isinstance(transformer.inference_attention(torch.device("cuda")), contextlib.nullcontext)
+    finally:
+        transformer.INFERENCE_SDPA_BACKENDS = kept
