@@ -26,7 +26,7 @@ class CorpusTokenizer:
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
-        self._rust: dict[int, object] = {}  # max_length -> a configured copy of the Rust tokenizer
+        self._rust: dict[tuple[int, str], object] = {}  # (max_length, side) -> a configured copy of the Rust tokenizer
         self._trusted: bool | None = None  # None: not checked yet
 
     def hf_ids(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
@@ -37,13 +37,13 @@ class CorpusTokenizer:
         rust = getattr(self.tokenizer, "_tokenizer", None) if getattr(self.tokenizer, "is_fast", False) else None
         if rust is None or not hasattr(rust, "encode_batch"):
             return None
-        if max_length not in self._rust:
+        key = (max_length, getattr(self.tokenizer, "truncation_side", "right"))
+        if key not in self._rust:
             r = copy.deepcopy(rust)  # the tokenizer the user holds keeps its own settings
             r.no_padding()
-            r.enable_truncation(max_length, stride=0, strategy="longest_first",
-                                direction=getattr(self.tokenizer, "truncation_side", "right"))
-            self._rust[max_length] = r
-        return self._rust[max_length]
+            r.enable_truncation(max_length, stride=0, strategy="longest_first", direction=key[1])
+            self._rust[key] = r
+        return self._rust[key]
 
     def rust_ids(self, backend, texts: Sequence[str]) -> list[list[int]]:
         encode = getattr(backend, "encode_batch_fast", None) or backend.encode_batch  # fast: no offsets

@@ -33,11 +33,13 @@ def test_the_rust_tokenizer_is_a_configured_copy(tiny_bert):
     assert max(map(len, enc.tokenizer(TEXTS)["input_ids"])) > 8  # the user's tokenizer: not truncated by ours
 
 
-def test_left_truncation_is_honoured(tiny_bert):
+def test_left_truncation_is_honoured_also_when_switched_after_first_use(tiny_bert):
     enc = load_encoder(str(tiny_bert), device="cpu")
+    ct = CorpusTokenizer(enc.tokenizer)
+    right = ct.ids(TEXTS, 8)
     enc.tokenizer.truncation_side = "left"
     want = enc.tokenizer(TEXTS, truncation=True, max_length=8)["input_ids"]
-    assert CorpusTokenizer(enc.tokenizer).ids(TEXTS, 8) == want
+    assert ct.ids(TEXTS, 8) == want != right
 
 
 def test_a_disagreeing_rust_path_falls_back_to_the_hugging_face_call(tiny_bert, caplog):
