@@ -226,47 +226,41 @@ def encode_rows(b: Bench, folder: Path, sents: list[str], peaks: dict) -> None:
         torch.cuda.empty_cache()
 
 
+def _time_passes(b: Bench, enc, feats: list, p: str) -> float:
+    """Seconds for the forward passes over prebuilt batches, the inference model resolved once (as encode())."""
+    with torch.inference_mode():
+        run = enc.inference_runner(p)
+        for f in feats[:3]:
+            run(f)
+        sync(b.device)
+        t0 = time.perf_counter()
+        for f in feats:
+            run(f)
+        sync(b.device)
+    return time.perf_counter() - t0
+
+
 def forward_only(b: Bench, enc, ids, useful: float, peaks: dict) -> None:
+    from embtune.encoders import transformer
     from embtune.encoders.batching import length_sorted_batches
 
     bs = max(b.args.batch_sizes)
+    variants = [("embtune's (no cuDNN)" if b.device.type == "cuda" else "default", transformer.INFERENCE_SDPA_BACKENDS)]
+    if b.device.type == "cuda":  # where the attention time goes: the same passes with torch's own SDPA choice
+        variants.append(("torch's choice (cuDNN allowed)", None))
     for p in b.args.precisions:
         packed = enc.packed_ids(ids)
         feats = [packed.batch(idx) for idx in length_sorted_batches([len(x) for x in ids], bs)]
-        with torch.inference_mode():
-            run = enc.inference_runner(p)  # as encode() does: the inference model resolved once
-            for f in feats[:3]:
-                run(f)
-            sync(b.device)
-            t0 = time.perf_counter()
-            for f in feats:
-                run(f)
-            sync(b.device)
-        sec = time.perf_counter() - t0
-        row = {"precision": p, "batch_size": bs, "seconds": sec, "sentences_per_s": len(ids) / sec,
-               "of_peak": useful / sec / peaks[p], "attention": "embtune's (no cuDNN)" if b.device.type == "cuda" else "default"}
-        b.results.setdefault("forward_only", []).append(row)
-        b.say("forward only (batches prebuilt on the device)", row)
-        if b.device.type == "cuda":  # where the attention time goes: the same passes with torch's own SDPA choice
-            from embtune.encoders import transformer
-
-            kept, transformer.INFERENCE_SDPA_BACKENDS = transformer.INFERENCE_SDPA_BACKENDS, None
+        for attention, backends in variants:
+            kept, transformer.INFERENCE_SDPA_BACKENDS = transformer.INFERENCE_SDPA_BACKENDS, backends
             try:
-                with torch.inference_mode():
-                    run = enc.inference_runner(p)
-                    run(feats[0])
-                    sync(b.device)
-                    t0 = time.perf_counter()
-                    for f in feats:
-                        run(f)
-                    sync(b.device)
-                sec = time.perf_counter() - t0
+                sec = _time_passes(b, enc, feats, p)
             finally:
                 transformer.INFERENCE_SDPA_BACKENDS = kept
-            alt = dict(row, seconds=sec, sentences_per_s=len(ids) / sec, of_peak=useful / sec / peaks[p],
-                       attention="torch's choice (cuDNN allowed)")
-            b.results["forward_only"].append(alt)
-            b.say("forward only, SDPA as torch chooses", alt)
+            row = {"precision": p, "batch_size": bs, "seconds": sec, "sentences_per_s": len(ids) / sec,
+                   "of_peak": useful / sec / peaks[p], "attention": attention}
+            b.results.setdefault("forward_only", []).append(row)
+            b.say(f"forward only (batches prebuilt on the device; SDPA {attention})", row)
 
 
 # ---- training -----------------------------------------------------------------------------------
