@@ -70,7 +70,7 @@ class TrainConfig:
     compile: bool = option(False, "compile the transformer's training forward with torch.compile (symbolic sequence "
                                   "lengths; inference stays eager). Opt-in, as the Hugging Face Trainer's "
                                   "torch_compile: measured slower here after its compile time (H200 BERT-base bf16 "
-                                  "0.13x, CPU MiniLM-L6 bf16 0.93x; docs/performance.md)")
+                                  "0.13x, CPU MiniLM-L6 bf16 0.91x; docs/performance.md)")
     trust_remote_code: bool = option(False, "run code shipped with the model (only when given on this command line)")
     allow_pickle_weights: bool = option(False, "load pickle-based weights (pytorch_model.bin) of a model without "
                                                "safetensors: they can run code (only when given on this command line)")

@@ -320,6 +320,8 @@ class TransformerEncoder(Encoder):
     def forward(self, features: dict[str, Tensor]) -> Tensor:
         need_all = self.pooler in HIDDEN_STATE_POOLERS
         compiled = self.__dict__.get("_compiled_backbone")
+        if compiled is not None and compiled._orig_mod is not self.backbone:  # the backbone was replaced since
+            compiled = self.__dict__["_compiled_backbone"] = None
         out = (self.backbone if compiled is None else compiled)(
             input_ids=features["input_ids"],
             attention_mask=features["attention_mask"],
@@ -407,7 +409,11 @@ def inference_attention(device: torch.device):
         return contextlib.nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    return sdpa_kernel([getattr(SDPBackend, name) for name in INFERENCE_SDPA_BACKENDS])
+    enabled = {"FLASH_ATTENTION": torch.backends.cuda.flash_sdp_enabled(),  # what the user left on, globally
+               "EFFICIENT_ATTENTION": torch.backends.cuda.mem_efficient_sdp_enabled(),
+               "MATH": torch.backends.cuda.math_sdp_enabled()}
+    names = [n for n in INFERENCE_SDPA_BACKENDS if enabled.get(n, True)]
+    return sdpa_kernel([getattr(SDPBackend, n) for n in names]) if names else contextlib.nullcontext()
 
 
 def weights_fingerprint(params: list[Tensor], samples: int = 64) -> Tensor:

@@ -81,7 +81,8 @@ def embed_views(encoder: Encoder, views: list[list[list[int]]], device: torch.de
     Every row draws its own dropout mask however the rows are grouped into passes, so the two
     views of unsup SimCSE differ exactly as two separate passes would (SimCSE §3).
 
-    ``one_pass`` (default: on an accelerator): all V*N sequences in one forward pass. An accelerator
+    ``one_pass`` (default: on an accelerator, unless it would pad to over 1.5x the positions of the
+    sorted passes — :func:`one_pass_padding_ok`): all V*N sequences in one forward pass. An accelerator
     runs a BERT-base pass over 128 short sentences in less time than the host takes to issue its
     kernels, so fewer, larger passes are faster there; a CPU is bound by the arithmetic, so there the
     V*N sequences are sorted by length and embedded in V passes of N, each padded to its own longest
@@ -90,7 +91,7 @@ def embed_views(encoder: Encoder, views: list[list[list[int]]], device: torch.de
     n_views, n = len(views), len(views[0])
     flat = [seq for view in views for seq in view]
     if one_pass is None:
-        one_pass = device.type != "cpu"
+        one_pass = device.type != "cpu" and one_pass_padding_ok([len(s) for s in flat], n)
     if one_pass:
         with autocast(device, precision):
             return encoder.embed_ids(flat).float().view(n_views, n, -1)
@@ -101,6 +102,14 @@ def embed_views(encoder: Encoder, views: list[list[list[int]]], device: torch.de
     inverse[torch.tensor(order)] = torch.arange(len(flat))
     emb = torch.cat(pieces).float()[inverse.to(pieces[0].device)]
     return emb.view(n_views, n, -1)
+
+
+def one_pass_padding_ok(lengths: list[int], n: int, limit: float = 1.5) -> bool:
+    """Whether one pass over all sequences pads to at most ``limit`` times the positions of length-sorted
+    passes of ``n`` (views of very different lengths: the sorted passes keep activation memory down)."""
+    ordered = sorted(lengths)
+    sorted_cells = sum(max(ordered[s:s + n]) * len(ordered[s:s + n]) for s in range(0, len(ordered), n))
+    return max(lengths) * len(lengths) <= limit * sorted_cells
 
 
 class EvalTracker:
@@ -334,6 +343,9 @@ class Trainer:
         if cfg.compile:
             if not isinstance(self.encoder, TransformerEncoder):
                 raise EmbtuneError("--compile applies to transformer models, not word-vector encoders")
+            if cfg.mini_batch_size:  # GradCache replays the RNG for equal dropout masks: not checked under compile
+                raise EmbtuneError("--compile does not combine with --mini-batch-size (GradCache's dropout-mask "
+                                   "replay is not verified for compiled graphs); use one of them")
             self.encoder.compile_backbone()
             logger.info("compile: the backbone's training forward runs through torch.compile")
         self.params = list({id(p): p for p in self.modules.parameters()}.values())

@@ -198,3 +198,16 @@ def test_inference_attention_bars_cudnn_on_cuda_only():
         assert isinstance(transformer.inference_attention(torch.device("cuda")), contextlib.nullcontext)
     finally:
         transformer.INFERENCE_SDPA_BACKENDS = kept
+
+
+def test_inference_attention_keeps_a_backend_the_user_turned_off():
+    from embtune.encoders import transformer
+
+    before = torch.backends.cuda.flash_sdp_enabled()
+    torch.backends.cuda.enable_flash_sdp(False)
+    try:
+        with transformer.inference_attention(torch.device("cuda")):
+            assert not torch.backends.cuda.flash_sdp_enabled()  # not re-enabled for inference
+            assert torch.backends.cuda.mem_efficient_sdp_enabled() and not torch.backends.cuda.cudnn_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_flash_sdp(before)

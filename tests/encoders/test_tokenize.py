@@ -61,3 +61,45 @@ def test_encoder_tokenize_ids_uses_it_and_pickles(tiny_bert):
     clone = pickle.loads(pickle.dumps(enc))
     assert "_corpus_tokenizer" not in clone.__dict__
     assert clone.tokenize_ids(TEXTS, max_length=16) == ids
+
+
+def test_trust_needs_check_texts_compared_over_calls(tiny_bert):
+    enc = load_encoder(str(tiny_bert), device="cpu")
+    ct = CorpusTokenizer(enc.tokenizer)
+    ct.ids(TEXTS[:2], 16)
+    assert ct._trusted is None and ct._checked == 2  # a 2-text first call does not settle it
+    ct.ids(TEXTS, 16)
+    assert ct._trusted is True and ct._checked == CHECK_TEXTS
+
+
+def test_split_special_tokens_and_in_place_changes_are_followed(tiny_bert):
+    enc = load_encoder(str(tiny_bert), device="cpu")
+    tok = enc.tokenizer
+    ct = CorpusTokenizer(tok)
+    texts = ["a man [SEP] plays the piano", "newword is here"] * 40
+    assert ct.ids(texts, 16) == tok(texts, truncation=True, max_length=16)["input_ids"]
+    tok.split_special_tokens = True  # "[SEP]" in a text is then split, not the special token
+    want = tok(texts, truncation=True, max_length=16)["input_ids"]
+    assert ct.ids(texts, 16) == want and want[0].count(tok.sep_token_id) == 1
+    tok.add_tokens(["newword"])  # a token added after the first call
+    want = tok(texts, truncation=True, max_length=16)["input_ids"]
+    assert ct.ids(texts, 16) == want and len(tok) - 1 in want[1]
+    for n in range(6, 14):
+        ct.ids(texts[:4], n)
+    assert len(ct._rust) <= 4  # copies are capped
+
+
+def test_an_uncopyable_rust_tokenizer_uses_the_hugging_face_call(tiny_bert, monkeypatch):
+    import embtune.encoders.tokenize as tk
+
+    enc = load_encoder(str(tiny_bert), device="cpu")
+
+    def refuse(_):
+        raise Exception("Custom PreTokenizer cannot be serialized")
+
+    monkeypatch.setattr(tk.copy, "deepcopy", refuse)
+    ct = CorpusTokenizer(enc.tokenizer)
+    called = []
+    ct.rust_ids = lambda backend, texts: called.append(1) or []
+    assert ct.ids(TEXTS, 8) == enc.tokenizer(TEXTS, truncation=True, max_length=8)["input_ids"]
+    assert not called

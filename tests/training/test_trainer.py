@@ -246,3 +246,39 @@ def test_compile_needs_a_transformer(tmp_path, unsup_file):
     vec.write_text("".join(f"{w} {i}.0 1.0\n" for i, w in enumerate(" ".join(SENTENCES).split())), encoding="utf-8")
     with pytest.raises(EmbtuneError, match="--compile applies to transformer models"):
         Trainer(cfg_for(vec, unsup_file, tmp_path / "o", encoder="mean", compile=True), progress=False)
+
+
+def test_one_pass_padding_guard_by_hand():
+    from embtune.training.trainer import one_pass_padding_ok
+
+    # sorted passes of 2: [2, 2] -> 4 positions, [10, 10] -> 20; one pass: 4 x 10 = 40 > 1.5 x 24
+    assert not one_pass_padding_ok([2, 10, 2, 10], 2)
+    # [9, 9] -> 18, [10, 10] -> 20; one pass 40 <= 1.5 x 38
+    assert one_pass_padding_ok([9, 10, 9, 10], 2)
+    assert one_pass_padding_ok([2, 10, 2, 10], 2, limit=40 / 24)  # the bound itself is allowed
+
+
+def test_compile_refuses_grad_cache(tiny_bert, unsup_file, tmp_path):
+    with pytest.raises(EmbtuneError, match="--compile does not combine with --mini-batch-size"):
+        Trainer(cfg_for(tiny_bert, unsup_file, tmp_path / "o", compile=True, mini_batch_size=4), progress=False)
+
+
+def test_a_replaced_backbone_is_not_run_through_the_old_compiled_one(tiny_bert):
+    import copy
+
+    from embtune.encoders import load_encoder
+
+    enc = load_encoder(str(tiny_bert), device="cpu").eval()
+    enc.compile_backbone()
+    other = copy.deepcopy(enc.backbone)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(0.5)
+    enc.backbone = other
+    feats = enc.collate(enc.tokenize_ids(SENTENCES[:3]))
+    with torch.no_grad():
+        got = enc(feats)  # would compile and run the old weights if the stale wrapper were used
+    assert enc.__dict__["_compiled_backbone"] is None
+    with torch.no_grad():
+        want = enc.head(other(**feats).last_hidden_state, feats["attention_mask"])
+    torch.testing.assert_close(got, want)
