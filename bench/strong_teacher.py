@@ -30,6 +30,7 @@ from bench.small_models import distill_triples, folder_mib, write_section
 from embtune.config import make_config
 from embtune.data import read_train_file
 from embtune.encoders import load_encoder
+from embtune.encoders.layer_cut import spread_layers
 from embtune.evaluation.sts import STS_TASKS, evaluate_sts, load_sts
 from embtune.objectives.distill import TeacherCache
 from embtune.training import train
@@ -54,6 +55,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--minilm-lr", type=float, default=2e-5)
     g.add_argument("--sup-steps", type=int, default=45, help="sup SimCSE steps after distillation")
     g.add_argument("--student-steps", type=int, default=300, help="steps of the 3-layer student")
+    g.add_argument("--student-layer-choice", choices=("first", "spread", "dev", "auto"), default="spread",
+                   help="which 3 layers of the student the 3-layer cut keeps (the rows up to 2026-11-27 kept the first 3)")
     g.add_argument("--speed-seconds", type=float, default=3.0, help="encoding time per model and round of the speed pass")
     g.add_argument("--speed-threads", type=int, default=2, help="CPU threads of the speed pass (this project's 2-core target)")
     g.add_argument("--speed-clock", choices=("wall", "cpu"), default="wall",
@@ -85,8 +88,9 @@ def rows(args, triples: Path, out: Path) -> list[Row]:
         Row("textcnn-relational", "TextCNN (GloVe-50d), distilled (relational, trainable GloVe)",
             stages=[dict(model="glove-50d", encoder="textcnn", objective="distill", teacher=t, distill_loss="relational",
                          train_file=str(triples), lr=1e-3, batch_size=128, epochs=args.cnn_epochs, **common)]),
-        Row("minilm3-relational", f"3-layer {st}, distilled (relational)",
-            stages=[dict(model=st, student_layers=3, objective="distill", teacher=t, distill_loss="relational",
+        Row("minilm3-relational" if args.student_layer_choice == "first" else f"minilm3-{args.student_layer_choice}-relational",
+            f"3-layer {st} ({args.student_layer_choice} layers), distilled (relational)",
+            stages=[dict(model=st, student_layers="3", student_layer_choice=args.student_layer_choice, objective="distill", teacher=t, distill_loss="relational",
                          train_file=str(triples), lr=1e-4, batch_size=64, max_steps=args.student_steps, warmup_steps=10,
                          **common)]),
     ]
@@ -180,7 +184,7 @@ def architecture_speeds(args, out: Path) -> None:
     arch = out / "architectures"
     if not (arch / "3-layer" / "modules.json").is_file():
         enc = load_encoder(args.student, device="cpu")
-        enc.truncate_layers(3)
+        enc.keep_layers(spread_layers(enc.num_layers, 3))
         enc.save(arch / "3-layer")
     if not (arch / "textcnn" / "modules.json").is_file():
         load_encoder("glove-50d", device="cpu", word_encoder="textcnn").save(arch / "textcnn")

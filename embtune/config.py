@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from embtune.encoders.layer_cut import LAYER_CHOICES, check_student_layers, parse_student_layers
 from embtune.errors import EmbtuneError, located
 from embtune.objectives import OBJECTIVES, get_objective_class
 from embtune.options import Option, at_least, error, in_range, option, options_of, positive
@@ -59,7 +60,13 @@ class TrainConfig:
                                      only_with=("encoder", ("mean", "textcnn")))
     word_dropout: float = option(0.1, "word-vector encoders: dropout on the word vectors", check=in_range(0, 1),
                                  only_with=("encoder", ("mean", "textcnn")))
-    student_layers: int | None = option(None, "a transformer student made of the model's first k layers", check=at_least(1))
+    student_layers: str | None = option(None, "a transformer student made of some of the model's layers: a count "
+                                              "(3; which ones: --student-layer-choice) or 0-based layer numbers "
+                                              "(0,3,5)", check=check_student_layers, repeatable=True)
+    student_layer_choice: str = option("auto", "which layers a count keeps: dev (the cut that scores best on the "
+                                               "selection metric before training), spread (evenly spaced, first and "
+                                               "last kept), first; auto = dev when the run evaluates, else spread",
+                                       choices=LAYER_CHOICES)
     # run
     seed: int = option(42, "random seed (data order, dropout, augmentations)")
     device: str | None = option(None, "cpu, cuda, cuda:N (default: cuda when available)")
@@ -115,7 +122,18 @@ class TrainConfig:
             if problem:
                 raise error(o, problem)
         self.eval_specs()  # task names and --metric-for-best are checked now, before any file is read
+        if self.student_layer_choice != "auto" and not isinstance(self.student_layer_count, int):
+            given = "no --student-layers" if self.student_layers is None else f"layer numbers ({self.student_layers})"
+            raise EmbtuneError(f"--student-layer-choice applies to a count given with --student-layers (3), not to {given}")
+        if self.student_layer_choice == "dev" and not self.evaluates:
+            raise EmbtuneError("--student-layer-choice dev scores each cut on the run's evaluation, and this run has "
+                               "none: give --eval-task (or --dev-fraction), or choose spread or first")
         return self
+
+    @property
+    def student_layer_count(self) -> int | tuple[int, ...] | None:
+        """``--student-layers`` parsed: a count, the layer numbers, or None."""
+        return parse_student_layers(self.student_layers) if self.student_layers is not None else None
 
     @property
     def evaluates(self) -> bool:
@@ -142,6 +160,8 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """The options that applied to this run, flat (the saved ``train_config.json``; a valid YAML config)."""
         out = {name: getattr(self, name) for name, o in GENERIC_OPTIONS.items() if _applies(o, self)}
+        if not isinstance(self.student_layer_count, int):  # the choice applies to a count only
+            out.pop("student_layer_choice")
         out.update(dataclasses.asdict(self.objective_options))
         return out
 

@@ -192,15 +192,25 @@ class TransformerEncoder(Encoder):
             enc.extra_config = json.loads(meta.read_text(encoding="utf-8"))
         return enc, missing
 
-    def truncate_layers(self, k: int) -> None:
-        """Keep only the first ``k`` transformer layers (a smaller student made from a teacher)."""
+    @property
+    def num_layers(self) -> int:
+        """How many transformer layers the backbone has (0 when its layer stack is not found)."""
+        layers = getattr(getattr(self.backbone, "encoder", None), "layer", None)
+        return len(layers) if layers is not None else 0
+
+    def keep_layers(self, indices: Sequence[int]) -> None:
+        """Keep only these transformer layers (0-based, in this order): a smaller student made from a
+        teacher, as in the layer-reduction recipe of Sanh et al. 2019 (DistilBERT, §3: initialise the
+        student from the teacher "by taking one layer out of two")."""
         layers = getattr(getattr(self.backbone, "encoder", None), "layer", None)
         if layers is None:
             raise EmbtuneError(f"--student-layers: cannot find the layer stack of {type(self.backbone).__name__}")
-        if not 1 <= k <= len(layers):
-            raise EmbtuneError(f"--student-layers must be between 1 and {len(layers)}, got {k}")
-        self.backbone.encoder.layer = layers[:k]
-        self.backbone.config.num_hidden_layers = k
+        bad = [i for i in indices if not 0 <= i < len(layers)]
+        if not indices or bad or len(set(indices)) != len(indices):
+            raise EmbtuneError(f"--student-layers: expected distinct layer numbers from 0 to {len(layers) - 1} "
+                               f"(this model has {len(layers)} layers), got {','.join(map(str, indices)) or 'none'}")
+        self.backbone.encoder.layer = nn.ModuleList([layers[i] for i in indices])
+        self.backbone.config.num_hidden_layers = len(indices)
 
     # ---- encoding -----------------------------------------------------------------------------
     @property

@@ -125,6 +125,14 @@ class DistContext:
         dist.all_reduce(t)
         return bool(t.item())
 
+    def from_main(self, value: list[int]) -> list[int]:
+        """The main process's list of integers, on every process (all must pass a list of the same length)."""
+        if not self.enabled:
+            return value
+        t = torch.tensor(value if self.is_main else [0] * len(value), dtype=torch.long, device=self.device)
+        dist.broadcast(t, src=0)
+        return [int(v) for v in t.tolist()]
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()

@@ -28,6 +28,7 @@ from embtune.data import read_train_file
 from embtune.encoders import TransformerEncoder, load_encoder
 from embtune.encoders.base import Encoder, autocast
 from embtune.encoders.dropout import use_fast_dropout
+from embtune.encoders.layer_cut import LayerSearch, first_layers, search_layers, spread_layers
 from embtune.errors import EmbtuneError
 from embtune.data.dev_split import DevSplit, dev_task, hold_out, write_held_out
 from embtune.evaluation.tasks import LoadedTask, evaluate_tasks, load_task
@@ -322,10 +323,10 @@ class Trainer:
                                     default_mlp_only_train=objective_cls.default_mlp_only_train,
                                     word_encoder=cfg.encoder, allow_pickle=cfg.allow_pickle_weights, mlp_init="new",
                                     **wordvec)
-        if cfg.student_layers:
-            if not isinstance(self.encoder, TransformerEncoder):
-                raise EmbtuneError("--student-layers applies to transformer models")
-            self.encoder.truncate_layers(cfg.student_layers)
+        self.layer_search: LayerSearch | None = None
+        self.student_cut: dict | None = None
+        if cfg.student_layers is not None:
+            self.cut_student(tasks, metric, higher)
         logger.info("encoder: %s pooler=%s mlp=%s", type(self.encoder).__name__, self.encoder.pooler,
                     self.encoder.mlp is not None)
         self.encoder.allow_slow_precision = cfg.allow_slow_precision  # for evaluations during training
@@ -379,6 +380,44 @@ class Trainer:
         self.seen = 0
 
     # ---- pieces -------------------------------------------------------------------------------
+    def cut_student(self, tasks: list[LoadedTask], metric: str | None, higher: bool) -> None:
+        """``--student-layers``: keep some of the model's layers (encoders/layer_cut.py says which and why)."""
+        cfg = self.cfg
+        if not isinstance(self.encoder, TransformerEncoder):
+            raise EmbtuneError("--student-layers applies to transformer models, not word-vector encoders")
+        n, want = self.encoder.num_layers, cfg.student_layer_count
+        if isinstance(want, tuple):
+            keep, how = want, "given"
+        else:
+            if not 1 <= want <= n:
+                raise EmbtuneError(f"--student-layers: a count must be between 1 and {n} (the model's layers), got {want}")
+            how = cfg.student_layer_choice
+            if how == "auto":
+                how = "dev" if cfg.evaluates else "spread"
+            if how == "dev":  # scored on the main process (the one holding the eval tasks), then shared
+                keep = tuple(self.dist.from_main(list(self._search_layers(n, want, tasks, metric, higher)
+                                                      if self.dist.is_main else range(want))))
+            else:
+                keep = (spread_layers if how == "spread" else first_layers)(n, want)
+        self.encoder.keep_layers(keep)
+        logger.info("student: layers %s of %d (%s)", ",".join(map(str, keep)), n, how)
+        self.student_cut = {"layers": list(keep), "of": n, "choice": how,
+                            **({"search": self.layer_search.summary()} if self.layer_search is not None else {})}
+
+    def _search_layers(self, n: int, k: int, tasks: list[LoadedTask], metric: str, higher: bool) -> tuple[int, ...]:
+        full = self.encoder.backbone.encoder.layer
+
+        def score(cut: tuple[int, ...]) -> float:
+            self.encoder.keep_layers(cut)
+            try:
+                return evaluate_tasks(tasks, self.encoder, precision=self.cfg.precision)[metric]
+            finally:
+                self.encoder.backbone.encoder.layer = full
+                self.encoder.backbone.config.num_hidden_layers = n
+
+        self.layer_search = search_layers(n, k, score, higher_is_better=higher)
+        return self.layer_search.kept
+
     def tokenize(self, texts):
         return self.encoder.tokenize_ids(texts, max_length=self.cfg.max_seq_length)
 
@@ -556,6 +595,7 @@ class Trainer:
             "skipped_blank_lines": self.data.skipped_blank,
             "pooler": self.encoder.pooler,
             **({"dev_split": self.dev_split.summary()} if self.dev_split is not None else {}),
+            **({"student_layers": self.student_cut} if self.student_cut is not None else {}),
             **best,
         }
         if self.dist.is_main:
