@@ -172,6 +172,27 @@ def _add_mine(sub) -> None:
     p.add_argument("--device", default=None)
 
 
+def _add_word_vectors(sub) -> None:
+    p = sub.add_parser("word-vectors", help="word vectors from a sentence encoder (Model2Vec-style): the start of a "
+                                            "fast mean/textcnn student",
+                       description="Encode each word of a frequency-ordered vocabulary on its own with TEACHER, reduce "
+                                   "the vectors with PCA and weight each by log(1 + rank); writes a GloVe text file "
+                                   "that --model takes with --encoder mean or textcnn.")
+    p.add_argument("teacher", help="the sentence encoder (built-in name, folder or Hugging Face id)")
+    p.add_argument("--words", required=True,
+                   help="the vocabulary, most frequent first: built-in word vectors (glove-50d: their words) or a "
+                        "text file of one word per line")
+    p.add_argument("--max-words", type=int, default=100_000, help="keep the N most frequent words (default 100000)")
+    p.add_argument("--dim", type=int, default=256, help="PCA dimensions (default 256; 0 keeps the teacher's width)")
+    p.add_argument("--weighting", choices=("zipf", "none"), default="zipf",
+                   help="zipf: scale each vector by log(1 + rank) (default); none")
+    p.add_argument("--output", required=True, help="the GloVe text file to write (word v1 v2 ...)")
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--device", default=None)
+    p.add_argument("--allow-pickle-weights", action="store_true", help=PICKLE_HELP)
+    _add_precision(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embtune", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -184,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(sub)
     _add_serve(sub)
     _add_mine(sub)
+    _add_word_vectors(sub)
     return parser
 
 
@@ -470,6 +492,41 @@ def cmd_mine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_word_vectors(args: argparse.Namespace) -> int:
+    from embtune.data.readers import read_text_lines
+    from embtune.encoders import load_encoder
+    from embtune.encoders.static_vectors import teacher_word_vectors, vocabulary, write_glove_text
+    from embtune.encoders.wordvec import BUILTIN_VECTORS, load_vectors
+
+    if args.max_words < 1:
+        raise EmbtuneError(f"--max-words: expected a value >= 1, got {args.max_words}")
+    if args.dim < 0:
+        raise EmbtuneError(f"--dim: expected a value >= 0 (0: the teacher's width), got {args.dim}")
+    if args.words in BUILTIN_VECTORS:
+        words = load_vectors(args.words, max_words=args.max_words)[0]
+    else:
+        if not Path(args.words).is_file():
+            raise EmbtuneError(f"--words {args.words}: not built-in word vectors ({', '.join(BUILTIN_VECTORS)}) "
+                               "and no such file")
+        lines = read_text_lines(args.words)
+        for i, w in enumerate(lines, 1):
+            if not w.strip() or len(w.split()) != 1:
+                raise EmbtuneError(f"{args.words}:{i}: expected one word per line, got {w!r}")
+        words = [w.strip() for w in lines[:args.max_words]]
+    words, left_out = vocabulary(words)
+    if left_out:
+        logging.getLogger(__name__).warning("--words %s: %d repeated word(s) left out (first occurrence kept)",
+                                            args.words, left_out)
+    enc = load_encoder(args.teacher, device=args.device, allow_pickle=args.allow_pickle_weights)
+    args.precision = _resolve_precision(args, enc)
+    vectors = teacher_word_vectors(enc, words, dim=args.dim or None, weighting=args.weighting,
+                                   batch_size=args.batch_size, precision=args.precision)
+    write_glove_text(args.output, words, vectors)
+    print(f"wrote {args.output}: {len(words)} words x {vectors.shape[1]} dimensions from {args.teacher} "
+          f"(weighting {args.weighting}{f'; {left_out} repeated words left out' if left_out else ''})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from embtune.utils import setup_logging
 
@@ -477,7 +534,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return {"train": cmd_train, "eval": cmd_eval, "encode": cmd_encode, "report": cmd_report, "index": cmd_index,
-                "search": cmd_search, "serve": cmd_serve, "mine": cmd_mine}[args.command](args)
+                "search": cmd_search, "serve": cmd_serve, "mine": cmd_mine,
+                "word-vectors": cmd_word_vectors}[args.command](args)
     except EmbtuneError as e:
         print(f"embtune: error: {e}", file=sys.stderr)
         return 2
