@@ -57,6 +57,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--student-steps", type=int, default=300, help="steps of the 3-layer student")
     g.add_argument("--student-layer-choice", choices=("first", "spread", "dev", "auto"), default="spread",
                    help="which 3 layers of the student the 3-layer cut keeps (the rows up to 2026-11-27 kept the first 3)")
+    g.add_argument("--static-words", type=int, default=100_000,
+                   help="word-vector students from the teacher: GloVe's N most frequent words (embtune word-vectors)")
+    g.add_argument("--static-dim", type=int, default=256, help="their PCA dimensions")
+    g.add_argument("--static-steps", type=int, default=2000, help="training steps of those students")
+    g.add_argument("--static-lr", type=float, default=1e-3)
     g.add_argument("--speed-seconds", type=float, default=3.0, help="encoding time per model and round of the speed pass")
     g.add_argument("--speed-threads", type=int, default=2, help="CPU threads of the speed pass (this project's 2-core target)")
     g.add_argument("--speed-clock", choices=("wall", "cpu"), default="wall",
@@ -76,6 +81,10 @@ def rows(args, triples: Path, out: Path) -> list[Row]:
     common = dict(precision=args.precision, seed=args.seed)  # fp32 by default: the documented rows were trained in fp32
     mini = dict(model=st, objective="distill", teacher=t, train_file=str(triples), lr=args.minilm_lr,
                 batch_size=64, max_steps=args.minilm_steps, warmup_steps=10, **common)
+    # word-vector students over the teacher's own word vectors: vectors trainable, batch 128 rows, the
+    # checkpoint kept by STS-B dev every 250 steps (the starting vectors are a candidate)
+    static = dict(objective="distill", teacher=t, distill_loss="relational", train_file=str(triples), lr=args.static_lr,
+                  batch_size=128, max_steps=args.static_steps, eval_steps=250, **common)
     return [
         Row("teacher", f"{t} (teacher)", model=t),
         Row("minilm", f"{st} (student, no training)", model=st),
@@ -93,7 +102,40 @@ def rows(args, triples: Path, out: Path) -> list[Row]:
             stages=[dict(model=st, student_layers="3", student_layer_choice=args.student_layer_choice, objective="distill", teacher=t, distill_loss="relational",
                          train_file=str(triples), lr=1e-4, batch_size=64, max_steps=args.student_steps, warmup_steps=10,
                          **common)]),
+        Row("static-mean", f"mean of {t}'s word vectors (no training)", model=str(static_folder(args, out))),
+        Row("static-mean-relational", f"mean of {t}'s word vectors, distilled (relational)",
+            stages=[dict(model=str(static_file(args, out)), encoder="mean", **static)]),
+        Row("static-textcnn-relational", f"TextCNN over {t}'s word vectors, distilled (relational)",
+            stages=[dict(model=str(static_file(args, out)), encoder="textcnn", **static)]),
     ]
+
+
+def static_file(args, out: Path) -> Path:
+    """The teacher's vectors for GloVe's most frequent words (``embtune word-vectors``), made by :func:`static_pass`."""
+    return out / f"word-vectors-{args.teacher}-{args.static_words}-{args.static_dim}.txt"
+
+
+def static_folder(args, out: Path) -> Path:
+    return out / f"word-vectors-{args.teacher}-{args.static_words}-{args.static_dim}-mean"
+
+
+def static_pass(args, out: Path) -> dict:
+    """Make the teacher's word vectors (once) and the untrained mean model over them; the pass's time."""
+    from embtune.encoders.static_vectors import teacher_word_vectors, vocabulary, write_glove_text
+    from embtune.encoders.wordvec import WordVectorEncoder, load_vectors
+
+    path, record = static_file(args, out), static_file(args, out).with_suffix(".json")
+    if not path.is_file():
+        words, _ = vocabulary(load_vectors("glove-50d", max_words=args.static_words)[0])
+        t0 = time.perf_counter()
+        vectors = teacher_word_vectors(load_encoder(args.teacher), words, dim=args.static_dim)
+        seconds = time.perf_counter() - t0
+        write_glove_text(path, words, vectors)
+        record.write_text(json.dumps({"teacher": args.teacher, "words": len(words), "dim": args.static_dim,
+                                      "seconds": seconds}), encoding="utf-8")
+    if not (static_folder(args, out) / "modules.json").is_file():
+        WordVectorEncoder.from_vectors(str(path), kind="mean").save(static_folder(args, out))
+    return json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
 
 
 def sample_rows(path: Path, n: int, seed: int = 0) -> tuple[int, int]:
@@ -150,7 +192,7 @@ def run_row(row: Row, out: Path, tasks: list[str]) -> dict:
     r = {"slug": row.slug, "name": row.name, "path": model, "settings": settings, "avg": res["avg"],
          "tasks": {t: v["spearman"] for t, v in res["tasks"].items()}, "eval_seconds": res["seconds"],
          "train_seconds": train_s if row.stages else None, "steps": steps,
-         "size_mib": folder_mib(Path(enc.source_path) if not row.stages else Path(model))}
+         "size_mib": folder_mib(Path(model) if row.stages or Path(model).is_dir() else Path(enc.source_path))}
     folder.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(r, indent=1), encoding="utf-8")
     print(json.dumps({k: v for k, v in r.items() if k not in ("tasks", "settings")}), flush=True)
@@ -190,6 +232,12 @@ def architecture_speeds(args, out: Path) -> None:
         load_encoder("glove-50d", device="cpu", word_encoder="textcnn").save(arch / "textcnn")
     paths = {args.teacher: args.teacher, args.student: args.student, f"3-layer {args.student}": str(arch / "3-layer"),
              "TextCNN (GloVe-50d, 1/3/5 x 128)": str(arch / "textcnn")}
+    if static_file(args, out).is_file():  # the students over the teacher's word vectors (made by a --rows static-* run)
+        name = f"{args.static_words // 1000}k words x {args.static_dim}"
+        if not (arch / "static-textcnn" / "modules.json").is_file():
+            load_encoder(str(static_file(args, out)), device="cpu", word_encoder="textcnn").save(arch / "static-textcnn")
+        paths[f"TextCNN ({name}, 1/3/5 x 128)"] = str(arch / "static-textcnn")
+        paths[f"mean ({name})"] = str(static_folder(args, out))
     sp = speeds(paths, args.speed_seconds, args.speed_threads, n_sents=256, clock=args.speed_clock)
     print(md_table(["model", f"sentences / {'CPU-' if args.speed_clock == 'cpu' else ''}second", f"vs {args.student}"],
                    [[k, v, f"{v / sp[args.student]:.2f}x"] for k, v in sp.items()]))
@@ -217,6 +265,8 @@ def run(args) -> None:
     tp = teacher_pass(args.teacher, triples, out)
     all_rows = rows(args, triples, out)
     wanted = set(args.rows.split(",")) if args.rows else {r.slug for r in all_rows}
+    if any(r.startswith("static-") for r in wanted) and not args.table_only:
+        print(json.dumps({"word_vectors": static_pass(args, out)}), flush=True)
     unknown = wanted - {r.slug for r in all_rows}
     if unknown:
         raise SystemExit(f"--rows: unknown row(s) {', '.join(sorted(unknown))}; rows: {', '.join(r.slug for r in all_rows)}")
