@@ -515,7 +515,8 @@ def cmd_word_vectors(args: argparse.Namespace) -> int:
         words = [w.strip() for w in lines[:args.max_words]]
     words, left_out = vocabulary(words)
     if left_out:
-        logging.getLogger(__name__).warning("--words %s: %d repeated word(s) left out (first occurrence kept)",
+        logging.getLogger(__name__).warning("--words %s: %d word(s) left out (repeated: first occurrence kept; or "
+                                            "empty or holding whitespace, which a GloVe text file cannot hold)",
                                             args.words, left_out)
     enc = load_encoder(args.teacher, device=args.device, allow_pickle=args.allow_pickle_weights)
     args.precision = _resolve_precision(args, enc)
@@ -523,7 +524,7 @@ def cmd_word_vectors(args: argparse.Namespace) -> int:
                                    batch_size=args.batch_size, precision=args.precision)
     write_glove_text(args.output, words, vectors)
     print(f"wrote {args.output}: {len(words)} words x {vectors.shape[1]} dimensions from {args.teacher} "
-          f"(weighting {args.weighting}{f'; {left_out} repeated words left out' if left_out else ''})")
+          f"(weighting {args.weighting}{f'; {left_out} words left out' if left_out else ''})")
     return 0
 
 

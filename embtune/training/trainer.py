@@ -323,7 +323,6 @@ class Trainer:
                                     default_mlp_only_train=objective_cls.default_mlp_only_train,
                                     word_encoder=cfg.encoder, allow_pickle=cfg.allow_pickle_weights, mlp_init="new",
                                     **wordvec)
-        self.layer_search: LayerSearch | None = None
         self.student_cut: dict | None = None
         if cfg.student_layers is not None:
             self.cut_student(tasks, metric, higher)
@@ -386,6 +385,7 @@ class Trainer:
         if not isinstance(self.encoder, TransformerEncoder):
             raise EmbtuneError("--student-layers applies to transformer models, not word-vector encoders")
         n, want = self.encoder.num_layers, cfg.student_layer_count
+        search = None  # what the dev choice scored (main process)
         if isinstance(want, tuple):
             keep, how = want, "given"
         else:
@@ -395,16 +395,16 @@ class Trainer:
             if how == "auto":
                 how = "dev" if cfg.evaluates else "spread"
             if how == "dev":  # scored on the main process (the one holding the eval tasks), then shared
-                keep = tuple(self.dist.from_main(list(self._search_layers(n, want, tasks, metric, higher)
-                                                      if self.dist.is_main else range(want))))
+                search = self._search_layers(n, want, tasks, metric, higher) if self.dist.is_main else None
+                keep = tuple(self.dist.from_main(list(search.kept if search is not None else range(want))))
             else:
                 keep = (spread_layers if how == "spread" else first_layers)(n, want)
         self.encoder.keep_layers(keep)
         logger.info("student: layers %s of %d (%s)", ",".join(map(str, keep)), n, how)
         self.student_cut = {"layers": list(keep), "of": n, "choice": how,
-                            **({"search": self.layer_search.summary()} if self.layer_search is not None else {})}
+                            **({"search": search.summary()} if search is not None else {})}
 
-    def _search_layers(self, n: int, k: int, tasks: list[LoadedTask], metric: str, higher: bool) -> tuple[int, ...]:
+    def _search_layers(self, n: int, k: int, tasks: list[LoadedTask], metric: str, higher: bool) -> LayerSearch:
         full = self.encoder.backbone.encoder.layer
 
         def score(cut: tuple[int, ...]) -> float:
@@ -415,8 +415,7 @@ class Trainer:
                 self.encoder.backbone.encoder.layer = full
                 self.encoder.backbone.config.num_hidden_layers = n
 
-        self.layer_search = search_layers(n, k, score, higher_is_better=higher)
-        return self.layer_search.kept
+        return search_layers(n, k, score, higher_is_better=higher)
 
     def tokenize(self, texts):
         return self.encoder.tokenize_ids(texts, max_length=self.cfg.max_seq_length)

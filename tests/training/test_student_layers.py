@@ -12,7 +12,7 @@ from embtune.config import resolve_config
 from embtune.errors import EmbtuneError
 from embtune.training import train
 from tests.conftest import build_tiny_bert, cfg_for
-from tests.training.test_selection import pair_file  # noqa: F401  (fixture)
+from tests.training.test_selection import binary_file, pair_file  # noqa: F401  (fixtures)
 
 WEIGHT = "encoder.layer.{}.attention.self.query.weight"
 
@@ -96,3 +96,28 @@ def test_layer_options_are_checked_where_they_were_given(tmp_path, pair_file):
     y.write_text(f"train_file: {pair_file}\nstudent_layers: 3\nstudent_layer_choice: best\n", encoding="utf-8")
     with pytest.raises(EmbtuneError, match=r"c.yaml:3.*expected one of auto, dev, spread, first"):
         resolve_config(str(y))
+
+
+def test_dev_choice_scores_each_cut_as_that_cut_alone_would_score(four_layers, pair_file, binary_file, tmp_path):
+    """Real evaluations (no script): each candidate's recorded score is that of a separately made copy
+    with only those layers — the encoder's cached inference copy never serves a stale cut."""
+    import copy
+
+    from embtune.encoders import load_encoder
+    from embtune.evaluation.tasks import evaluate_tasks, load_task, parse_task
+
+    # distill: the student keeps the model's own mean pooling (no new MLP), so a plain load is the same model
+    m = train(cfg_for(four_layers, pair_file, tmp_path / "o", objective="distill", teacher=str(four_layers),
+                      distill_loss="relational", student_layers="2", eval_task=f"binary:{binary_file}",
+                      eval_steps=1, max_steps=1, precision="fp32"), progress=False)
+    search = m["student_layers"]["search"]
+    assert search["method"] == "exhaustive" and len(search["candidates"]) == 6
+    task = load_task(parse_task(f"binary:{binary_file}"))
+    base = load_encoder(str(four_layers))
+    for c in search["candidates"]:
+        alone = copy.deepcopy(base)
+        alone.keep_layers(tuple(c["layers"]))
+        assert c["score"] == pytest.approx(evaluate_tasks([task], alone)[m["best_metric"]], abs=1e-6), c["layers"]
+    scores = [c["score"] for c in search["candidates"]]
+    assert len(set(round(s, 6) for s in scores)) > 1  # the cuts do differ (else the check above proves little)
+    assert m["student_layers"]["layers"] == search["candidates"][scores.index(max(scores))]["layers"]
