@@ -63,7 +63,7 @@ def _add_eval(sub) -> None:
     p.add_argument("model")
     p.add_argument("--tasks", default=",".join(STS_TASKS),
                    help="comma-separated; default the 7 STS tasks. Also: " + ",".join([*ZH_TASKS, *OTHER_TASKS, "beir:<folder>"]))
-    p.add_argument("--split", default="test", help="test (default) or dev")
+    p.add_argument("--split", choices=["test", "dev"], default="test", help="test (default) or dev")
     p.add_argument("--output", help="folder for results.json and results.md")
     p.add_argument("--text", choices=["senteval", "raw"], default="senteval")
     p.add_argument("--sts-mode", choices=list(MODES), default="all")
@@ -104,6 +104,36 @@ def _positive_int(v: str) -> int:
     return n
 
 
+def _port(v: str) -> int:
+    try:
+        n = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {v!r}") from None
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {v!r}")
+    return n
+
+
+def _no_file_in_the_way(flag: str, path: str, folder: Path) -> None:
+    for q in (folder, *folder.parents):  # the nearest existing one must be a folder (then it can be created)
+        if q.exists():
+            if not q.is_dir():
+                raise EmbtuneError(f"{flag} {path}: {q} is a file; expected a folder")
+            return
+
+
+def check_output_folder(flag: str, path: str) -> None:
+    """Before any work: the folder ``path`` can be created or written (no file stands in its way)."""
+    _no_file_in_the_way(flag, path, Path(path))
+
+
+def check_output_file(flag: str, path: str) -> None:
+    """Before any work: ``path`` names a file that can be written (not a folder, no file in its folders' way)."""
+    if Path(path).is_dir():
+        raise EmbtuneError(f"{flag} {path}: is a folder; expected a file name")
+    _no_file_in_the_way(flag, path, Path(path).parent)
+
+
 def _add_index(sub) -> None:
     p = sub.add_parser("index", help="embed a corpus into a search index folder")
     p.add_argument("model", help="built-in name, model folder or Hugging Face id")
@@ -138,7 +168,7 @@ def _add_serve(sub) -> None:
     p.add_argument("--compare", default=None, help="a second model whose results are shown beside the first's")
     p.add_argument("--corpus", required=True, help="corpus file (as for `embtune index`) or an index folder")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default localhost only)")
-    p.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
+    p.add_argument("--port", type=_port, default=8000, help="port (0: any free port)")
     p.add_argument("-k", "--k", type=_positive_int, default=10, help="results per query shown (default 10)")
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--device", default=None)
@@ -280,6 +310,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         _train_and_eval(cfg, args.final_eval, progress=progress, resume=True)
         return 0
     cfg = resolve_config(args.config, given)
+    check_output_folder("--output", cfg.output)
     if not args.seeds:
         _train_and_eval(cfg, args.final_eval, progress=progress, overwrite=args.overwrite)
         return 0
@@ -347,6 +378,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from embtune.evaluation.suite import parse_tasks, run_evaluation
 
     tasks = parse_tasks(args.tasks)
+    if args.output:
+        check_output_folder("--output", args.output)
     _check_backend(args)
     enc = load_encoder(args.model, device=args.device, pooler=args.pooler, backend=args.backend,
                        allow_pickle=args.allow_pickle_weights)
@@ -368,6 +401,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     if not args.output.endswith(".npy"):
         raise EmbtuneError(f"--output {args.output}: expected a .npy file name (the embeddings are a NumPy matrix)")
+    check_output_file("--output", args.output)
     lines = read_text_lines(args.input)
     if not lines:
         raise EmbtuneError(f"{args.input}: no sentences")
@@ -398,6 +432,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         from embtune.search.faiss_backend import _faiss
 
         _faiss()  # not installed: say so before encoding the corpus
+    check_output_folder("--output", args.output)
     index = Index.build(args.model, args.corpus, quantize=args.quantize, rescore=args.rescore,
                         batch_size=args.batch_size, device=args.device, ann=args.ann)
     index.save(args.output)
@@ -420,6 +455,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     k = args.k if args.k is not None else (1000 if args.queries else 10)
     if k <= 0:
         raise EmbtuneError(f"--k must be a positive integer, got {k}")
+    if args.output:
+        check_output_file("--output", args.output)
     queries = read_id_texts(args.queries, "query") if args.queries else None  # bad query files fail before loading
     index = Index.load(args.index, model=args.model, device=args.device)
     if k > len(index):
@@ -467,6 +504,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
         raise EmbtuneError(f"--batch-size {args.batch_size}: expected >= 1")
     given = {k: getattr(args, k) for k in ("range_min", "range_max", "num_negatives", "margin")
              if getattr(args, k) is not None}  # the rest take mine()'s defaults
+    check_output_file("--output", args.output)
     if (args.pairs is None) == (args.neighbours is None):
         raise EmbtuneError("give --pairs (hard negatives for (query, positive) pairs) or --neighbours K (rows of "
                            "neighbouring texts for distillation), not both, not neither")
@@ -502,6 +540,7 @@ def cmd_word_vectors(args: argparse.Namespace) -> int:
         raise EmbtuneError(f"--max-words: expected a value >= 1, got {args.max_words}")
     if args.dim < 0:
         raise EmbtuneError(f"--dim: expected a value >= 0 (0: the teacher's width), got {args.dim}")
+    check_output_file("--output", args.output)
     if args.words in BUILTIN_VECTORS:
         words = load_vectors(args.words, max_words=args.max_words)[0]
     else:

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from embtune.encoders.layer_cut import LAYER_CHOICES, check_student_layers, parse_student_layers
+from embtune.encoders.pooling import POOLERS
 from embtune.errors import EmbtuneError, located
 from embtune.objectives import OBJECTIVES, get_objective_class
 from embtune.options import Option, at_least, error, in_range, option, options_of, positive
@@ -42,7 +43,8 @@ class TrainConfig:
     epochs: int = option(1, "passes over the training file", check=at_least(1))
     max_steps: int | None = option(None, "stop after this many steps (overrides --epochs)", check=at_least(1))
     pooler: str | None = option(None, "cls, cls_before_pooler, mean, avg_first_last or avg_top2; default: a "
-                                      "sentence-transformers folder keeps its own, else the objective's")
+                                      "sentence-transformers folder keeps its own, else the objective's",
+                                choices=POOLERS)
     mlp_only_train: bool | None = option(None, "use the cls MLP during training only (default: the objective's choice)")
     dropout: bool = option(True, "false: turn dropout off (augmentations alone make the views)")
     mlm_weight: float = option(0.0, "λ of the auxiliary MLM loss (SimCSE appendix: 0.1); 0 = off", check=at_least(0))
@@ -68,7 +70,8 @@ class TrainConfig:
                                                "last kept), first; auto = dev when the run evaluates, else spread",
                                        choices=LAYER_CHOICES)
     # run
-    seed: int = option(42, "random seed (data order, dropout, augmentations)")
+    seed: int = option(42, "random seed (data order, dropout, augmentations)",
+                       check=in_range(0, 2**32 - 1, include_high=True))  # NumPy's seed range
     device: str | None = option(None, "cpu, cuda, cuda:N (default: cuda when available)")
     precision: str = option("auto", "auto (bf16 where the device runs it natively, else fp32; resolved before saving), "
                                     "fp32, bf16 or fp16 (autocast, fp32 master weights)", choices=PRECISIONS)
@@ -214,8 +217,18 @@ def load_yaml(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
         return {}, {}
     if not isinstance(node, yaml.MappingNode):
         raise located(path, node.start_mark.line + 1, "expected a mapping of option: value")
-    lines = {str(k.value).replace("-", "_"): k.start_mark.line + 1 for k, _ in node.value}
-    raw = yaml.safe_load(text)
+    lines: dict[str, int] = {}
+    for k, _ in node.value:
+        name, line = str(k.value).replace("-", "_"), k.start_mark.line + 1
+        if not isinstance(k, yaml.ScalarNode):
+            raise located(path, line, "expected an option name as the key, got a list or mapping")
+        if name in lines:  # safe_load would keep the last value and drop the first without a word
+            raise located(path, line, f"option {name!r} is given twice (first on line {lines[name]})")
+        lines[name] = line
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise EmbtuneError(f"{path}: invalid YAML ({e})") from e
     return {str(k).replace("-", "_"): v for k, v in raw.items()}, lines
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -45,11 +46,11 @@ def option(default: Any, help: str, *, choices: Iterable[str] | None = None, che
 # ---- checks (each returns what was expected, or None when the value is fine) -----------------------
 
 def at_least(low: float) -> Check:
-    return lambda v: None if v is None or v >= low else f"a value >= {low}"
+    return lambda v: None if v is None or (v >= low and math.isfinite(v)) else f"a value >= {low}"
 
 
 def positive(v: Any) -> str | None:
-    return None if v is None or v > 0 else "a value > 0"
+    return None if v is None or (v > 0 and math.isfinite(v)) else "a finite value > 0"
 
 
 def in_range(low: float, high: float, *, include_high: bool = False) -> Check:

@@ -160,3 +160,33 @@ def test_encode_with_the_int8_onnx_backend(tiny_bert, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--backend onnx-int8" in err and "--precision bf16" in err
     assert not (tmp_path / "x.npy").exists()
+
+
+def test_an_output_path_in_the_way_fails_before_any_work(tmp_path, capsys):
+    a_file = tmp_path / "f.txt"
+    a_file.write_text("a man is playing the guitar .\n", encoding="utf-8")
+    # the model does not exist: each command names --output before it would load it (eval used to run the whole
+    # evaluation and then fail with "File exists")
+    for argv, where in [
+        (["eval", "no-such-model", "--tasks", "stsb", "--output", str(a_file)], a_file),
+        (["encode", "no-such-model", "--input", str(a_file), "--output", str(a_file / "e.npy")], a_file / "e.npy"),
+        (["index", "no-such-model", "--corpus", str(a_file), "--output", str(a_file / "ix")], a_file / "ix"),
+        (["train", "--model", "no-such-model", "--output", str(a_file / "run")], a_file / "run"),
+        (["mine", "no-such-model", "--corpus", str(a_file), "--neighbours", "1", "--output", str(a_file / "r.csv")],
+         a_file / "r.csv"),
+    ]:
+        assert main(argv) == 2
+        assert f"--output {where}: {a_file} is a file; expected a folder" in capsys.readouterr().err
+    assert main(["word-vectors", "no-such-model", "--words", str(a_file), "--output", str(tmp_path)]) == 2
+    assert f"--output {tmp_path}: is a folder; expected a file name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["eval", "m", "--split", "train"], "argument --split: invalid choice: 'train'"),  # was silently used (zh: as dev)
+    (["serve", "m", "--corpus", "c.txt", "--port", "70000"], "argument --port: expected a port number from 0 to 65535"),
+    (["serve", "m", "--corpus", "c.txt", "--port", "-5"], "argument --port: expected a port number from 0 to 65535"),
+])
+def test_flag_values_out_of_range_name_the_flag(argv, message, capsys):
+    with pytest.raises(SystemExit):  # the port was an OverflowError traceback from bind()
+        main(argv)
+    assert message in capsys.readouterr().err

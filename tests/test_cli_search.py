@@ -100,3 +100,9 @@ def test_bad_input_is_a_clear_error(index_dir, corpus, tiny_st, tmp_path, capsys
     (index_dir / "docs.jsonl").write_text("garbage\n")
     assert "docs.jsonl: corrupt index file" in run_err(["search", str(index_dir), "x"], capsys)
     assert "either a query text or --queries" in run_err(["search", str(index_dir)], capsys)
+
+
+def test_an_empty_query_file_names_the_file(index_dir, tmp_path, capsys):
+    empty = tmp_path / "q.txt"
+    empty.write_text("\n")
+    assert "q.txt: no queries (the file is empty" in run_err(["search", str(index_dir), "--queries", str(empty)], capsys)

@@ -74,3 +74,40 @@ def test_saved_config_holds_exactly_the_options_that_applied():
     # the saved dict is itself a valid config (it is what --resume reads)
     assert make_config(**json.loads(json.dumps(d))).to_dict() == d
     assert make_config(objective="multiview-am", views=3).to_dict()["views"] == 3
+
+
+def test_yaml_key_given_twice_names_both_lines(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("lr: 1e-3\nbatch_size: 4\nlr: 5\n", encoding="utf-8")  # safe_load would keep 5 without a word
+    with pytest.raises(EmbtuneError, match=r"c\.yaml:3: option 'lr' is given twice \(first on line 1\)"):
+        resolve_config(str(cfg), {})
+
+
+def test_yaml_key_that_is_not_a_name_names_the_line(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("batch_size: 4\n? [a, b]\n: 1\n", encoding="utf-8")
+    assert main(["train", "--config", str(cfg)]) == 2  # was a yaml ConstructorError traceback
+    assert "c.yaml:2: expected an option name as the key" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value", [("--seed", "-1"), ("--seed", str(2**32)), ("--lr", "inf"),
+                                         ("--temperature", "inf"), ("--anchor-weight", "inf")])
+def test_out_of_range_values_name_the_flag(flag, value, capsys):
+    assert main(["train", flag, value]) == 2  # a seed out of NumPy's range was a ValueError traceback
+    assert f"{flag}: expected" in capsys.readouterr().err
+
+
+def test_yaml_seed_out_of_range_names_the_line(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("batch_size: 4\nseed: 99999999999999999999999\n", encoding="utf-8")
+    with pytest.raises(EmbtuneError, match=r"c\.yaml:2: option 'seed': expected a value in \[0, 4294967295\]"):
+        resolve_config(str(cfg), {})
+
+
+def test_an_unknown_pooler_names_the_flag_or_the_line(tmp_path):
+    with pytest.raises(EmbtuneError, match=r"--pooler: expected one of cls, cls_before_pooler, mean"):
+        make_config(pooler="bogus")  # was "unknown pooler 'bogus'", naming neither, once the model had loaded
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("batch_size: 4\npooler: bogus\n", encoding="utf-8")
+    with pytest.raises(EmbtuneError, match=r"c\.yaml:2: option 'pooler': expected one of"):
+        resolve_config(str(cfg), {})

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from embtune.encoders.base import Encoder
 from embtune.encoders.hub import resolve_model_path
 from embtune.encoders.pooling import POOLERS
-from embtune.encoders.transformer import TransformerEncoder
+from embtune.encoders.transformer import TransformerEncoder, read_json
 from embtune.encoders.wordvec import BUILTIN_VECTORS, WordVectorEncoder
 from embtune.errors import EmbtuneError
 from embtune.utils import resolve_device
@@ -58,10 +57,7 @@ def load_encoder(
     folder = resolve_model_path(name_or_path)
     meta = folder / "embtune.json"
     if meta.is_file():
-        try:
-            kind = json.loads(meta.read_text(encoding="utf-8")).get("encoder")
-        except json.JSONDecodeError as e:
-            raise EmbtuneError(f"{meta}: invalid JSON ({e})") from e
+        kind = read_json(meta).get("encoder")
         if kind == "wordvec":
             if backend != "torch":
                 raise EmbtuneError(f"{folder}: word-vector encoders run in torch only (backend {backend!r})")

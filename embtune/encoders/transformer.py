@@ -147,18 +147,21 @@ class TransformerEncoder(Encoder):
     @classmethod
     def _load_st_folder(cls, folder: Path, trust_remote_code: bool,
                         allow_pickle: bool = False) -> tuple["TransformerEncoder", list[str]]:
-        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        modules = read_json(folder / "modules.json", list)
         backbone = tok = None
         missing: list[str] = []
         pooler, mlp, normalize, wlp = None, None, False, None
         max_len, lower = 512, False
         for m in modules:
+            if not isinstance(m, dict) or not isinstance(m.get("type"), str) or not isinstance(m.get("path", ""), str):
+                raise EmbtuneError(f"{folder / 'modules.json'}: expected a list of modules, each an object with a "
+                                   f"'type' and a 'path', got {m!r}")
             mtype, mdir = m["type"], folder / m.get("path", "")
             short = mtype.rsplit(".", 1)[-1]
             if short == "Transformer":
                 backbone, tok, missing = _load_backbone(mdir, trust_remote_code, allow_pickle)
                 cfg_file = mdir / "sentence_bert_config.json"
-                cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+                cfg = read_json(cfg_file) if cfg_file.is_file() else {}
                 max_len = cfg.get("max_seq_length") or _default_max_length(backbone, tok)
                 limit = model_length_limit(backbone, tok)
                 if limit is not None and max_len > limit:
@@ -189,7 +192,7 @@ class TransformerEncoder(Encoder):
         enc = cls(backbone, tok, pooler, max_seq_length=max_len, mlp=mlp, normalize=normalize, do_lower_case=lower)
         meta = folder / "embtune.json"
         if meta.is_file():
-            enc.extra_config = json.loads(meta.read_text(encoding="utf-8"))
+            enc.extra_config = read_json(meta)
         return enc, missing
 
     @property
@@ -462,6 +465,18 @@ def _load_backbone(folder: Path, trust_remote_code: bool, allow_pickle: bool = F
     return model, tok, list(info.get("missing_keys", []))
 
 
+def read_json(path: Path, kind: type = dict):
+    """A JSON file of a model folder -> its object (``kind``: dict or list); damage is an error naming the file."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EmbtuneError(f"{path}: not valid UTF-8 JSON ({e}); the model folder is damaged") from e
+    if not isinstance(value, kind):
+        raise EmbtuneError(f"{path}: expected a JSON {'object' if kind is dict else 'list'}, "
+                           f"got {type(value).__name__}; the model folder is damaged")
+    return value
+
+
 def _finite(n) -> int | None:
     return int(n) if n is not None and n < 1_000_000 else None  # tokenizers say 1e30 for "no limit"
 
@@ -479,7 +494,7 @@ def _default_max_length(backbone: nn.Module, tok) -> int:
 
 
 def _read_pooling(cfg_path: Path) -> str:
-    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    cfg = read_json(cfg_path)
     mode = cfg.get("pooling_mode")
     if mode is None:
         on = [k for k in ("pooling_mode_cls_token", "pooling_mode_mean_tokens", "pooling_mode_max_tokens",
@@ -494,8 +509,9 @@ def _read_pooling(cfg_path: Path) -> str:
 
 
 def _read_dense(folder: Path) -> MLP:
-    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    if cfg.get("activation_function", TANH) != TANH or cfg["in_features"] != cfg["out_features"]:
+    cfg = read_json(folder / "config.json")
+    if cfg.get("activation_function", TANH) != TANH or cfg.get("in_features") != cfg.get("out_features") \
+            or not isinstance(cfg.get("in_features"), int):
         raise EmbtuneError(f"{folder}: only a square Dense layer with tanh (SimCSE's MLP) is supported")
     mlp = MLP(cfg["in_features"])
     state = load_safetensors(folder / "model.safetensors")

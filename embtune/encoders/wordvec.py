@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import string
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,7 +41,7 @@ from torch import Tensor, nn
 from embtune.encoders.base import Encoder
 from embtune.encoders.pooling import pad_ids
 from embtune.encoders.weights import load_safetensors
-from embtune.errors import EmbtuneError
+from embtune.errors import EmbtuneError, located
 
 PAD, UNK = "[PAD]", "[UNK]"
 KINDS = ("mean", "textcnn")
@@ -107,20 +108,34 @@ def load_vectors(name_or_path: str, max_words: int | None = None) -> tuple[list[
             raise EmbtuneError(f"word vectors {name_or_path!r}: not a built-in name ({', '.join(BUILTIN_VECTORS)}) "
                                "and no such file")
         words, rows, dim = [], [], None
-        with open(path, encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                parts = line.rstrip("\n").split(" ")
+        with open(path, "rb") as f:  # bytes, decoded line by line, so a bad byte is reported with its line
+            for i, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise located(path, i, f"byte 0x{raw[e.start]:02x} at column {e.start + 1} is not valid UTF-8; "
+                                           "expected UTF-8 text") from e
+                parts = line.rstrip("\r\n").split(" ")
                 if dim is None:
                     dim = len(parts) - 1
                 if len(parts) - 1 != dim or dim < 1:
-                    raise EmbtuneError(f"{path}:{i}: expected a word and {dim} numbers separated by spaces")
+                    expected = f"{dim} numbers (as line 1)" if dim >= 1 else "its numbers"
+                    raise located(path, i, f"expected a word and {expected} separated by spaces, "
+                                           f"found {len(parts) - 1} field(s) after the word")
                 try:
-                    rows.append([float(x) for x in parts[1:]])
+                    row = [float(x) for x in parts[1:]]
                 except ValueError as e:
-                    raise EmbtuneError(f"{path}:{i}: not a number ({e})") from e
+                    raise located(path, i, f"not a number ({e})") from e
+                if not all(math.isfinite(x) for x in row):
+                    raise located(path, i, f"word {parts[0]!r} has a value that is not finite (nan or inf); "
+                                           "expected finite numbers")
+                rows.append(row)
                 words.append(parts[0])
                 if max_words and len(words) >= max_words:
                     break
+        if not words:
+            raise located(path, None, "no word vectors (the file is empty); expected lines of a word and its numbers "
+                                      "(GloVe text format)")
         vectors = np.asarray(rows, dtype=np.float32)
     if max_words:
         words, vectors = words[:max_words], vectors[:max_words]
@@ -236,7 +251,7 @@ class WordVectorEncoder(Encoder):
             wdir = by_type["WordEmbeddings"]
             wcfg = json.loads((wdir / "wordembedding_config.json").read_text(encoding="utf-8"))
             tcfg = json.loads((wdir / "whitespacetokenizer_config.json").read_text(encoding="utf-8"))
-        except (OSError, KeyError, json.JSONDecodeError) as e:
+        except (OSError, KeyError, TypeError, AttributeError, ValueError) as e:  # ValueError: bad JSON or UTF-8
             raise EmbtuneError(f"{folder}: not a complete embtune word-vector folder ({type(e).__name__}: {e})") from e
         weights = _load_tensors(wdir / "model.safetensors")["emb_layer.weight"]
         kw: dict = {"kind": meta["kind"], "dropout": meta.get("dropout", 0.1),

@@ -7,12 +7,16 @@ BQ has no labelled test split here (its public test set has no labels): ``bq`` i
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from embtune.data.readers import read_text_lines
 from embtune.data.registry import resolve_relpath
 from embtune.errors import EmbtuneError, located
 from embtune.evaluation.sts import STSData, _cosine, correlations
+
+logger = logging.getLogger(__name__)
 
 # task -> split -> (path relative to the data root, has a header with an id column first)
 ZH_TASKS: dict[str, dict[str, tuple[str, bool]]] = {
@@ -56,6 +60,8 @@ def evaluate_zh(encoder, tasks=tuple(ZH_TASKS), split: str = "test", batch_size:
     results = {}
     for task in tasks:
         sp = split if split in ZH_TASKS.get(task, {}) else "dev"
+        if sp != split:
+            logger.warning("%s has no labelled %r split: evaluated on its dev split instead", task, split)
         d = load_zh(task, sp)
         sents = list(dict.fromkeys([*d.sent1, *d.sent2]))
         emb = encoder.encode(sents, batch_size=batch_size, precision=precision)

@@ -81,7 +81,8 @@ def read_id_texts(path: str | Path, what: str = "document") -> dict[str, str]:
     else:
         raise EmbtuneError(f"{path}: unsupported {what} file type {suffix!r}; expected .jsonl, .tsv or .txt")
     if not out:
-        raise EmbtuneError(f"{path}: no {what}s (the file is empty or has only blank lines)")
+        plural = "queries" if what == "query" else f"{what}s"
+        raise EmbtuneError(f"{path}: no {plural} (the file is empty or has only blank lines)")
     return out
 
 

@@ -282,7 +282,7 @@ class Index:
             if meta.get("format") != FORMAT:
                 raise EmbtuneError(f"{meta_path}: unknown index format {meta.get('format')!r}; expected {FORMAT!r}")
             m, dim, count, files = meta["model"], int(meta["dimension"]), int(meta["count"]), dict(meta["files"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
             raise EmbtuneError(f"{meta_path}: corrupt index metadata ({type(e).__name__}: {e})") from e
         for name, digest in files.items():
             p = folder / name

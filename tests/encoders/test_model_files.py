@@ -133,3 +133,18 @@ def test_a_corrupt_builtin_model_zip_names_the_file(tmp_path, monkeypatch):
     with pytest.raises(EmbtuneError, match="corrupt or truncated zip") as e:
         hub.resolve_model_path("minilm-l6")
     assert str(pkg / "model.zip") in str(e.value)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("modules.json", b"[", r"modules\.json: not valid UTF-8 JSON"),
+    ("modules.json", b'{"a": 1}', r"modules\.json: expected a JSON list, got dict"),
+    ("modules.json", b"[1]", r"modules\.json: expected a list of modules, each an object with a 'type'"),
+    ("1_Pooling/config.json", b"garbage", r"1_Pooling/config\.json: not valid UTF-8 JSON"),
+    ("embtune.json", b"[1]", r"embtune\.json: expected a JSON object, got list"),
+    ("embtune.json", b"\xff\xfe", r"embtune\.json: not valid UTF-8 JSON"),
+])
+def test_damaged_json_in_a_model_folder_names_the_file(tiny_st, tmp_path, name, content, message):
+    folder = _copy(tiny_st, tmp_path / "m")
+    (folder / name).write_bytes(content)  # were JSONDecodeError / AttributeError / UnicodeDecodeError tracebacks
+    with pytest.raises(EmbtuneError, match=message):
+        load_encoder(str(folder))

@@ -105,3 +105,17 @@ def test_builtin_glove_when_installed():
     out = enc.encode(["the cat sat on the mat ."])
     assert out.shape == (1, 50) and np.abs(out).sum() > 0
     assert json.dumps(enc.tokenize_ids(["the"])) == "[[2]]"
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", r"v\.txt: no word vectors \(the file is empty\)"),
+    (b"a 1.0 2.0\n\xffb 1.0 2.0\n", r"v\.txt:2: byte 0xff at column 1 is not valid UTF-8"),
+    (b"a 1.0 2.0\nb nan 2.0\n", r"v\.txt:2: word 'b' has a value that is not finite"),
+    (b"a 1.0 2.0\nb 1.0 -inf\n", r"v\.txt:2: word 'b' has a value that is not finite"),
+    (b"a 1.0 2.0\nb 1.0\n", r"v\.txt:2: expected a word and 2 numbers \(as line 1\) separated by spaces, found 1"),
+])
+def test_bad_vector_files_name_the_file_and_line(tmp_path, content, message):
+    bad = tmp_path / "v.txt"
+    bad.write_bytes(content)  # were: an IndexError, a UnicodeDecodeError traceback, NaN vectors trained on
+    with pytest.raises(EmbtuneError, match=message):
+        WordVectorEncoder.from_vectors(str(bad))

@@ -40,3 +40,16 @@ def test_tiny_model_on_a_character_vocabulary(tmp_path):
         assert math.isfinite(res["tasks"][task]["spearman"])
         assert -100 <= res["tasks"][task]["spearman"] <= 100
     assert set(ZH_TASKS) == {"lcqmc", "atec", "bq", "pawsx", "stsb-zh"}
+
+
+def test_a_task_without_the_split_asked_for_says_it_used_dev(caplog):
+    import numpy as np
+
+    class Random:
+        def encode(self, sents, batch_size=64, precision="fp32"):
+            return np.random.default_rng(0).standard_normal((len(sents), 4)).astype(np.float32)
+
+    with caplog.at_level("WARNING", logger="embtune.evaluation.chinese"):
+        res = evaluate_zh(Random(), ["bq"], split="test")
+    assert res["tasks"]["bq"]["split"] == "dev"
+    assert "bq has no labelled 'test' split: evaluated on its dev split instead" in caplog.text
