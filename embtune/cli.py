@@ -332,7 +332,10 @@ def _train_and_eval(cfg, final_eval: str | None, progress: bool, resume: bool = 
     from embtune.evaluation.suite import parse_tasks, run_evaluation
     from embtune.training import train
 
-    tasks = parse_tasks(final_eval) if final_eval else None  # fail on a bad task name before training
+    try:  # fail on a bad task name before training
+        tasks = parse_tasks(final_eval) if final_eval else None
+    except EmbtuneError as e:
+        raise EmbtuneError(f"--final-eval: {e}") from e
     metrics = train(cfg, progress=progress, resume=resume, overwrite=overwrite)
     if int(os.environ.get("RANK", "0")) != 0:
         return

@@ -190,3 +190,12 @@ def test_flag_values_out_of_range_name_the_flag(argv, message, capsys):
     with pytest.raises(SystemExit):  # the port was an OverflowError traceback from bind()
         main(argv)
     assert message in capsys.readouterr().err
+
+
+def test_an_unknown_final_eval_task_names_the_flag_before_training(tiny_bert, unsup_file, tmp_path, capsys):
+    out = tmp_path / "o"
+    rc = main(["train", "--model", str(tiny_bert), "--train-file", str(unsup_file), "--output", str(out),
+               "--max-steps", "1", "--batch-size", "4", "--final-eval", "nosuch", "--no-progress"])
+    assert rc == 2
+    assert "--final-eval: unknown task 'nosuch'" in capsys.readouterr().err
+    assert not (out / "model.safetensors").exists()  # nothing was trained

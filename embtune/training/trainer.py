@@ -221,10 +221,12 @@ class _Signals:
             signal.signal(sig, old)
 
 
-def prepare_output(out: Path, resume: bool, overwrite: bool) -> None:
-    """A new run needs an empty output folder (``overwrite`` clears one), so no file of an earlier run
+def check_output(out: Path, resume: bool, overwrite: bool) -> bool:
+    """A new run needs an empty output folder (``overwrite``: one to clear), so no file of an earlier run
     — weights, checkpoints, an ONNX export, a config — is ever taken for this run's; a resumed run
-    needs the folder's checkpoints."""
+    needs the folder's checkpoints. Checked first; True when the folder must be cleared, which
+    :func:`clear_output` does only once the rest of the run's input has been read and checked (a run
+    that fails on a bad option or file never deletes the earlier one)."""
     if resume:
         if not ckpt.list_checkpoints(out):
             raise EmbtuneError(f"{out}: no complete checkpoint to resume from (train with --save-steps N to write them)")
@@ -235,9 +237,14 @@ def prepare_output(out: Path, resume: bool, overwrite: bool) -> None:
         if not overwrite:
             raise EmbtuneError(f"--output {out}: the folder is not empty (an earlier run?); choose another folder, "
                                f"continue that run with --resume {out}, or pass --overwrite to clear it")
-        logger.warning("--overwrite: clearing %s", out)
-        for child in out.iterdir():
-            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        return True
+    return False
+
+
+def clear_output(out: Path) -> None:
+    logger.warning("--overwrite: clearing %s", out)
+    for child in out.iterdir():
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
 
 def save_final(encoder: Encoder, out: Path, cfg: TrainConfig) -> None:
@@ -283,9 +290,7 @@ class Trainer:
         logger.info("precision: %s", cfg.precision)
         seed_everything(cfg.seed)
         self.out = Path(cfg.output)
-        if self.dist.is_main:
-            prepare_output(self.out, resume, overwrite)
-        self.dist.barrier()
+        clear = check_output(self.out, resume, overwrite) if self.dist.is_main else False
 
         objective_cls = get_objective_class(cfg.objective)
         self.objective: Objective = objective_cls.from_config(cfg)
@@ -371,6 +376,9 @@ class Trainer:
                                            fused=self.device.type in FUSED_ADAMW)
         self.scheduler = linear_schedule(self.optimizer, cfg.warmup_steps, self.total_steps)
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None
+        if clear:  # every input read and checked: only now is the earlier run's folder cleared
+            clear_output(self.out)
+        self.dist.barrier()
         self.tracker = EvalTracker(cfg, self.out, active=self.dist.is_main, tasks=tasks, metric=metric,
                                    higher_is_better=higher)
         self.anchor = AnchorRegularizer(self.encoder, cfg.anchor_weight) if cfg.anchor_weight else None

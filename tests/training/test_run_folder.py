@@ -56,6 +56,21 @@ def test_a_non_empty_output_folder_is_refused_and_overwrite_clears_it(tiny_bert,
     assert json.loads((out / "metrics.json").read_text())["steps"] == 1
 
 
+def test_overwrite_clears_nothing_when_the_new_run_fails_on_its_input(tiny_bert, unsup_file, tmp_path):
+    out = tmp_path / "o"
+    train(base(tiny_bert, unsup_file, out), progress=False)
+    before = sorted(p.name for p in out.iterdir())
+    bad_eval = tmp_path / "bad.tsv"
+    bad_eval.write_text("sent0\tsent1\tscore\na\tb\tnot-a-number\n", encoding="utf-8")
+    for kw, message in ((dict(eval_task=f"scored:{bad_eval}"), "bad.tsv"),
+                        (dict(student_layers="0,9"), "--student-layers")):
+        with pytest.raises(EmbtuneError, match=message):
+            train(base(tiny_bert, unsup_file, out, **kw), progress=False, overwrite=True)
+        assert sorted(p.name for p in out.iterdir()) == before  # the earlier run is intact
+    train(base(tiny_bert, unsup_file, out, max_steps=1), progress=False, overwrite=True)  # control: a good run clears
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 1
+
+
 def test_resume_continues_in_the_folder_given_and_trusts_no_code_from_it(tiny_bert, unsup_file, tmp_path, capsys):
     first = tmp_path / "first"
     common = ["--model", str(tiny_bert), "--train-file", str(unsup_file), "--batch-size", "4", "--seed", "3",
