@@ -27,6 +27,7 @@ No pickle anywhere: tensors are safetensors, everything else JSON.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import json
 import math
 import string
@@ -42,6 +43,8 @@ from embtune.encoders.base import Encoder
 from embtune.encoders.pooling import pad_ids
 from embtune.encoders.weights import load_safetensors
 from embtune.errors import EmbtuneError, located
+
+logger = logging.getLogger(__name__)
 
 PAD, UNK = "[PAD]", "[UNK]"
 KINDS = ("mean", "textcnn")
@@ -108,6 +111,8 @@ def load_vectors(name_or_path: str, max_words: int | None = None) -> tuple[list[
             raise EmbtuneError(f"word vectors {name_or_path!r}: not a built-in name ({', '.join(BUILTIN_VECTORS)}) "
                                "and no such file")
         words, rows, dim = [], [], None
+        first_line: dict[str, int] = {}
+        repeated = []  # (line, word, first line): a word's first vector is kept (GloVe files list words by frequency)
         with open(path, "rb") as f:  # bytes, decoded line by line, so a bad byte is reported with its line
             for i, raw in enumerate(f, 1):
                 try:
@@ -129,6 +134,10 @@ def load_vectors(name_or_path: str, max_words: int | None = None) -> tuple[list[
                 if not all(math.isfinite(x) for x in row):
                     raise located(path, i, f"word {parts[0]!r} has a value that is not finite (nan or inf); "
                                            "expected finite numbers")
+                if parts[0] in first_line:
+                    repeated.append((i, parts[0], first_line[parts[0]]))
+                    continue
+                first_line[parts[0]] = i
                 rows.append(row)
                 words.append(parts[0])
                 if max_words and len(words) >= max_words:
@@ -136,6 +145,10 @@ def load_vectors(name_or_path: str, max_words: int | None = None) -> tuple[list[
         if not words:
             raise located(path, None, "no word vectors (the file is empty); expected lines of a word and its numbers "
                                       "(GloVe text format)")
+        if repeated:
+            line, word, first = repeated[0]
+            logger.warning("%s: %d repeated word(s) skipped, the first vector of each kept (e.g. line %d: %r, "
+                           "first on line %d)", path, len(repeated), line, word, first)
         vectors = np.asarray(rows, dtype=np.float32)
     if max_words:
         words, vectors = words[:max_words], vectors[:max_words]

@@ -26,8 +26,10 @@ def read_jsonl_ids(path: str | Path, what: str = "document", id_keys: tuple[str,
     path = Path(path)
     out: dict[str, str] = {}
     first_line: dict[str, int] = {}
+    blank = 0
     for i, ln in enumerate(read_text_lines(path), 1):
         if not ln.strip():
+            blank += 1
             continue
         try:
             obj = json.loads(ln)
@@ -45,7 +47,13 @@ def read_jsonl_ids(path: str | Path, what: str = "document", id_keys: tuple[str,
         first_line[did] = i
         title = obj.get("title") or ""
         out[did] = f"{title} {obj['text']}".strip() if title else obj["text"]
+    _log_blank(path, blank)
     return out
+
+
+def _log_blank(path: Path, blank: int) -> None:
+    if blank:
+        logger.warning("%s: %d blank line(s) skipped", path, blank)
 
 
 def read_txt_ids(path: str | Path, what: str = "document") -> dict[str, str]:
@@ -89,8 +97,10 @@ def read_id_texts(path: str | Path, what: str = "document") -> dict[str, str]:
 def _read_tsv_ids(path: Path, what: str) -> dict[str, str]:
     out: dict[str, str] = {}
     first_line: dict[str, int] = {}
+    blank = 0
     for i, ln in enumerate(read_text_lines(path), 1):
         if not ln.strip():
+            blank += 1
             continue
         cells = ln.split("\t")
         if i == 1 and cells[0].strip().lower() in ("id", "_id", "qid", "query-id", "query_id", "doc-id", "docid"):
@@ -102,4 +112,5 @@ def _read_tsv_ids(path: Path, what: str) -> dict[str, str]:
             raise located(path, i, f"duplicate {what} id {did!r} (first on line {first_line[did]}); ids must be unique")
         first_line[did] = i
         out[did] = text
+    _log_blank(path, blank)
     return out

@@ -119,3 +119,20 @@ def test_bad_vector_files_name_the_file_and_line(tmp_path, content, message):
     bad.write_bytes(content)  # were: an IndexError, a UnicodeDecodeError traceback, NaN vectors trained on
     with pytest.raises(EmbtuneError, match=message):
         WordVectorEncoder.from_vectors(str(bad))
+
+
+def test_a_repeated_word_keeps_its_first_vector_and_is_counted(tmp_path, caplog):
+    from embtune.encoders.wordvec import load_vectors
+
+    p = tmp_path / "v.txt"
+    p.write_text("a 1.0 2.0\nb 3.0 4.0\na 9.0 9.0\nc 5.0 6.0\nb 0.0 0.0\n", encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        words, vectors = load_vectors(str(p))
+    assert words == ["a", "b", "c"]
+    np.testing.assert_array_equal(vectors, [[1, 2], [3, 4], [5, 6]])  # first vectors, not the later ones
+    assert "2 repeated word(s) skipped" in caplog.text and "line 3: 'a', first on line 1" in caplog.text
+    caplog.clear()
+    p.write_text("a 1.0 2.0\nb 3.0 4.0\n", encoding="utf-8")  # control: nothing repeated, nothing logged
+    with caplog.at_level("WARNING"):
+        load_vectors(str(p))
+    assert "repeated" not in caplog.text

@@ -99,3 +99,14 @@ def test_faiss_index_searches_saves_and_loads(enc, tmp_path):
         Index(enc, ann="hnsw", quantize="int8")
     with pytest.raises(EmbtuneError, match="unknown ann index"):
         Index(enc, ann="annoy")
+
+
+def test_blank_lines_of_id_files_are_counted(tmp_path, caplog):
+    from embtune.search.corpus import read_jsonl_ids, _read_tsv_ids
+
+    (tmp_path / "c.jsonl").write_text('{"_id": "a", "text": "x"}\n\n  \n{"_id": "b", "text": "y"}\n', encoding="utf-8")
+    (tmp_path / "c.tsv").write_text("a\tx\n\nb\ty\n", encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        assert read_jsonl_ids(tmp_path / "c.jsonl") == {"a": "x", "b": "y"}
+        assert _read_tsv_ids(tmp_path / "c.tsv", "document") == {"a": "x", "b": "y"}
+    assert "c.jsonl: 2 blank line(s) skipped" in caplog.text and "c.tsv: 1 blank line(s) skipped" in caplog.text
