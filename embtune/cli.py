@@ -55,6 +55,7 @@ def _add_precision(p) -> None:
 
 
 def _add_eval(sub) -> None:
+    from embtune.encoders.pooling import POOLERS
     from embtune.evaluation.chinese import ZH_TASKS
     from embtune.evaluation.sts import MODES, STS_TASKS
     from embtune.evaluation.suite import OTHER_TASKS
@@ -63,12 +64,13 @@ def _add_eval(sub) -> None:
     p.add_argument("model")
     p.add_argument("--tasks", default=",".join(STS_TASKS),
                    help="comma-separated; default the 7 STS tasks. Also: " + ",".join([*ZH_TASKS, *OTHER_TASKS, "beir:<folder>"]))
-    p.add_argument("--split", choices=["test", "dev"], default="test", help="test (default) or dev")
+    p.add_argument("--split", choices=["test", "dev", "train"], default="test",
+                   help="test (default), dev, or train where a task has one (STS-B, SICK-R, a BEIR folder)")
     p.add_argument("--output", help="folder for results.json and results.md")
     p.add_argument("--text", choices=["senteval", "raw"], default="senteval")
     p.add_argument("--sts-mode", choices=list(MODES), default="all")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--pooler", default=None, help="override the model's pooler")
+    p.add_argument("--pooler", choices=POOLERS, default=None, help="override the model's pooler")
     p.add_argument("--device", default=None)
     p.add_argument("--allow-pickle-weights", action="store_true", help=PICKLE_HELP)
     _add_precision(p)
@@ -289,6 +291,13 @@ def parse_seeds(text: str) -> list[int]:
         raise EmbtuneError(f"--seeds: expected comma-separated integers, got {text!r}") from e
     if not seeds:
         raise EmbtuneError(f"--seeds: expected at least one seed, got {text!r}")
+    from embtune.config import TrainConfig
+    from embtune.options import options_of
+
+    for seed in seeds:  # the seed option's own rule, before any run starts
+        problem = options_of(TrainConfig)["seed"].problem(seed)
+        if problem:
+            raise EmbtuneError(f"--seeds: seed {seed}: {problem}")
     repeated = sorted({s for s in seeds if seeds.count(s) > 1})
     if repeated:
         raise EmbtuneError(f"--seeds: seed(s) {', '.join(map(str, repeated))} given twice: one run would be counted "

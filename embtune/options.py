@@ -45,12 +45,16 @@ def option(default: Any, help: str, *, choices: Iterable[str] | None = None, che
 
 # ---- checks (each returns what was expected, or None when the value is fine) -----------------------
 
+def _finite(v: Any) -> bool:
+    return not isinstance(v, float) or math.isfinite(v)  # an int is finite however large
+
+
 def at_least(low: float) -> Check:
-    return lambda v: None if v is None or (v >= low and math.isfinite(v)) else f"a value >= {low}"
+    return lambda v: None if v is None or (v >= low and _finite(v)) else f"a finite value >= {low}"
 
 
 def positive(v: Any) -> str | None:
-    return None if v is None or (v > 0 and math.isfinite(v)) else "a finite value > 0"
+    return None if v is None or (v > 0 and _finite(v)) else "a finite value > 0"
 
 
 def in_range(low: float, high: float, *, include_high: bool = False) -> Check:

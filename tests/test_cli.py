@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from embtune.cli import main
+from embtune.cli import build_parser, main
 from tests.conftest import SENTENCES
 
 
@@ -182,7 +182,6 @@ def test_an_output_path_in_the_way_fails_before_any_work(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["eval", "m", "--split", "train"], "argument --split: invalid choice: 'train'"),  # was silently used (zh: as dev)
     (["serve", "m", "--corpus", "c.txt", "--port", "70000"], "argument --port: expected a port number from 0 to 65535"),
     (["serve", "m", "--corpus", "c.txt", "--port", "-5"], "argument --port: expected a port number from 0 to 65535"),
 ])
@@ -199,3 +198,22 @@ def test_an_unknown_final_eval_task_names_the_flag_before_training(tiny_bert, un
     assert rc == 2
     assert "--final-eval: unknown task 'nosuch'" in capsys.readouterr().err
     assert not (out / "model.safetensors").exists()  # nothing was trained
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["eval", "m", "--pooler", "bogus"], "argument --pooler: invalid choice: 'bogus'"),
+    (["eval", "m", "--split", "bogus"], "argument --split: invalid choice: 'bogus'"),
+])
+def test_eval_flags_name_themselves(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert message in capsys.readouterr().err
+    args = build_parser().parse_args(["eval", "m", "--pooler", "mean", "--split", "train"])  # control: valid values parse
+    assert (args.pooler, args.split) == ("mean", "train")
+
+
+def test_a_split_a_task_lacks_is_an_error_naming_the_flag(tiny_bert, capsys):
+    assert main(["eval", str(tiny_bert), "--tasks", "lcqmc", "--split", "train"]) == 2
+    assert "--split train: lcqmc has the split(s) dev, test here" in capsys.readouterr().err
+    assert main(["eval", str(tiny_bert), "--tasks", "stsb-retrieval", "--split", "dev"]) == 2
+    assert "--split dev: stsb-retrieval is built from STS-B's test split only" in capsys.readouterr().err

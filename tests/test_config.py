@@ -111,3 +111,22 @@ def test_an_unknown_pooler_names_the_flag_or_the_line(tmp_path):
     cfg.write_text("batch_size: 4\npooler: bogus\n", encoding="utf-8")
     with pytest.raises(EmbtuneError, match=r"c\.yaml:2: option 'pooler': expected one of"):
         resolve_config(str(cfg), {})
+
+
+def test_int_checks_take_any_int_and_still_refuse_inf():
+    from embtune.options import at_least, positive
+
+    huge = 10**400  # too large for a float: math.isfinite would raise OverflowError
+    assert at_least(1)(huge) is None and positive(huge) is None
+    assert at_least(1)(3) is None and positive(0.5) is None  # control: ordinary values pass
+    assert at_least(0)(float("inf")) == "a finite value >= 0" and positive(float("inf")) == "a finite value > 0"
+    assert at_least(1)(0) == "a finite value >= 1" and positive(0) == "a finite value > 0"
+
+
+def test_seeds_are_checked_by_the_seed_rule_before_any_run():
+    from embtune.cli import parse_seeds
+
+    assert parse_seeds("0,1,4294967295") == [0, 1, 4294967295]  # the range's ends are allowed
+    for bad in ("1,-1", f"2,{2**32}"):
+        with pytest.raises(EmbtuneError, match=r"--seeds: seed -?\d+: expected a value in \[0, 4294967295\]"):
+            parse_seeds(bad)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import json
-import math
 import string
 from collections.abc import Sequence
 from pathlib import Path
@@ -131,9 +130,11 @@ def load_vectors(name_or_path: str, max_words: int | None = None) -> tuple[list[
                     row = [float(x) for x in parts[1:]]
                 except ValueError as e:
                     raise located(path, i, f"not a number ({e})") from e
-                if not all(math.isfinite(x) for x in row):
-                    raise located(path, i, f"word {parts[0]!r} has a value that is not finite (nan or inf); "
-                                           "expected finite numbers")
+                with np.errstate(over="ignore"):  # as stored: 1e39 is inf in float32
+                    finite = np.isfinite(np.asarray(row, dtype=np.float32)).all()
+                if not finite:
+                    raise located(path, i, f"word {parts[0]!r} has a value that is not finite in float32 (nan, inf "
+                                           "or beyond ±3.4e38); expected finite numbers")
                 if parts[0] in first_line:
                     repeated.append((i, parts[0], first_line[parts[0]]))
                     continue
@@ -264,22 +265,22 @@ class WordVectorEncoder(Encoder):
             wdir = by_type["WordEmbeddings"]
             wcfg = json.loads((wdir / "wordembedding_config.json").read_text(encoding="utf-8"))
             tcfg = json.loads((wdir / "whitespacetokenizer_config.json").read_text(encoding="utf-8"))
+            vocab = tcfg["vocab"]
+            kw: dict = {"kind": meta["kind"], "dropout": meta.get("dropout", 0.1),
+                        "freeze_embeddings": not wcfg.get("update_embeddings", True),
+                        "max_seq_length": wcfg.get("max_seq_length", 256)}
+            if "CNN" in by_type:
+                ccfg = json.loads((by_type["CNN"] / "cnn_config.json").read_text(encoding="utf-8"))
+                kw.update(kernel_sizes=ccfg["kernel_sizes"], channels=ccfg["out_channels"])
+            if "Dense" in by_type:
+                dcfg = json.loads((by_type["Dense"] / "config.json").read_text(encoding="utf-8"))
+                kw["projection_dim"] = dcfg["out_features"]
         except (OSError, KeyError, TypeError, AttributeError, ValueError) as e:  # ValueError: bad JSON or UTF-8
             raise EmbtuneError(f"{folder}: not a complete embtune word-vector folder ({type(e).__name__}: {e})") from e
         weights = _load_tensors(wdir / "model.safetensors")["emb_layer.weight"]
-        kw: dict = {"kind": meta["kind"], "dropout": meta.get("dropout", 0.1),
-                    "freeze_embeddings": not wcfg.get("update_embeddings", True),
-                    "max_seq_length": wcfg.get("max_seq_length", 256)}
-        conv_state = proj_state = None
-        if "CNN" in by_type:
-            ccfg = json.loads((by_type["CNN"] / "cnn_config.json").read_text(encoding="utf-8"))
-            kw.update(kernel_sizes=ccfg["kernel_sizes"], channels=ccfg["out_channels"])
-            conv_state = _load_tensors(by_type["CNN"] / "model.safetensors")
-        if "Dense" in by_type:
-            dcfg = json.loads((by_type["Dense"] / "config.json").read_text(encoding="utf-8"))
-            kw["projection_dim"] = dcfg["out_features"]
-            proj_state = _load_tensors(by_type["Dense"] / "model.safetensors")
-        enc = cls(WhitespaceVocab(tcfg["vocab"]), weights, **kw)
+        conv_state = _load_tensors(by_type["CNN"] / "model.safetensors") if "CNN" in by_type else None
+        proj_state = _load_tensors(by_type["Dense"] / "model.safetensors") if "Dense" in by_type else None
+        enc = cls(WhitespaceVocab(vocab), weights, **kw)
         if conv_state is not None:
             enc.convs.load_state_dict({k.removeprefix("convs."): v for k, v in conv_state.items()})
         if proj_state is not None:

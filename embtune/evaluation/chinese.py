@@ -59,7 +59,10 @@ def evaluate_zh(encoder, tasks=tuple(ZH_TASKS), split: str = "test", batch_size:
     """Spearman ×100 per task; a task without the requested split falls back to dev (noted)."""
     results = {}
     for task in tasks:
-        sp = split if split in ZH_TASKS.get(task, {}) else "dev"
+        splits = ZH_TASKS.get(task, {})
+        sp = split if split in splits else "dev" if split == "test" else None  # BQ: no labelled test split
+        if sp is None:
+            raise EmbtuneError(f"--split {split}: {task} has the split(s) {', '.join(splits)} here")
         if sp != split:
             logger.warning("%s has no labelled %r split: evaluated on its dev split instead", task, split)
         d = load_zh(task, sp)

@@ -49,6 +49,8 @@ def run_evaluation(encoder, tasks: str | list[str], text: str = "senteval", mode
     if "align_uniform" in tasks:
         out["align_uniform"] = evaluate_align_uniform(encoder, batch_size=batch_size, precision=precision)
     for t in tasks:
+        if t == "stsb-retrieval" and split != "test":
+            raise EmbtuneError(f"--split {split}: stsb-retrieval is built from STS-B's test split only")
         if t == "stsb-retrieval" or t.startswith("beir:"):
             task = stsb_retrieval_task() if t == "stsb-retrieval" else load_beir(t[5:], split=split)
             out.setdefault("retrieval", {})[t] = evaluate_retrieval(encoder, task, batch_size, precision)

@@ -221,22 +221,31 @@ class _Signals:
             signal.signal(sig, old)
 
 
-def check_output(out: Path, resume: bool, overwrite: bool) -> bool:
+def check_output(out: Path, resume: bool, overwrite: bool, inputs: tuple[str | None, ...] = ()) -> bool:
     """A new run needs an empty output folder (``overwrite``: one to clear), so no file of an earlier run
     — weights, checkpoints, an ONNX export, a config — is ever taken for this run's; a resumed run
     needs the folder's checkpoints. Checked first; True when the folder must be cleared, which
     :func:`clear_output` does only once the rest of the run's input has been read and checked (a run
-    that fails on a bad option or file never deletes the earlier one)."""
+    that fails on a bad option or file never deletes the earlier one). ``inputs``: the run's model and
+    data paths; --overwrite never clears the working folder, a folder above it, or one holding an input."""
     if resume:
         if not ckpt.list_checkpoints(out):
             raise EmbtuneError(f"{out}: no complete checkpoint to resume from (train with --save-steps N to write them)")
-        return
+        return False
     if out.exists() and not out.is_dir():
         raise EmbtuneError(f"--output {out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise EmbtuneError(f"--output {out}: the folder is not empty (an earlier run?); choose another folder, "
                                f"continue that run with --resume {out}, or pass --overwrite to clear it")
+        here, folder = Path.cwd().resolve(), out.resolve()
+        if folder == here or folder in here.parents:
+            raise EmbtuneError(f"--output {out}: --overwrite would clear the working folder {here}; choose a run folder")
+        for given in inputs:
+            path = Path(given).resolve() if given and Path(given).exists() else None
+            if path is not None and (folder == path or folder in path.parents):
+                raise EmbtuneError(f"--output {out}: --overwrite would clear {given}, an input of this run; "
+                                   "choose another output folder")
         return True
     return False
 
@@ -290,7 +299,8 @@ class Trainer:
         logger.info("precision: %s", cfg.precision)
         seed_everything(cfg.seed)
         self.out = Path(cfg.output)
-        clear = check_output(self.out, resume, overwrite) if self.dist.is_main else False
+        inputs = (cfg.model, cfg.train_file, getattr(cfg.objective_options, "teacher", None))
+        clear = check_output(self.out, resume, overwrite, inputs) if self.dist.is_main else False
 
         objective_cls = get_objective_class(cfg.objective)
         self.objective: Objective = objective_cls.from_config(cfg)

@@ -112,6 +112,7 @@ def test_builtin_glove_when_installed():
     (b"a 1.0 2.0\n\xffb 1.0 2.0\n", r"v\.txt:2: byte 0xff at column 1 is not valid UTF-8"),
     (b"a 1.0 2.0\nb nan 2.0\n", r"v\.txt:2: word 'b' has a value that is not finite"),
     (b"a 1.0 2.0\nb 1.0 -inf\n", r"v\.txt:2: word 'b' has a value that is not finite"),
+    (b"a 1.0 2.0\nb 1e39 2.0\n", r"v\.txt:2: word 'b' has a value that is not finite in float32"),  # inf once stored
     (b"a 1.0 2.0\nb 1.0\n", r"v\.txt:2: expected a word and 2 numbers \(as line 1\) separated by spaces, found 1"),
 ])
 def test_bad_vector_files_name_the_file_and_line(tmp_path, content, message):
@@ -136,3 +137,14 @@ def test_a_repeated_word_keeps_its_first_vector_and_is_counted(tmp_path, caplog)
     with caplog.at_level("WARNING"):
         load_vectors(str(p))
     assert "repeated" not in caplog.text
+
+
+@pytest.mark.parametrize("damage", ["cnn_config", "cnn_keys"])
+def test_a_damaged_textcnn_folder_names_the_folder(glove_file, tmp_path, damage):
+    enc = WordVectorEncoder.from_vectors(str(glove_file), kind="textcnn", channels=4)
+    enc.save(tmp_path / "m")
+    assert WordVectorEncoder.load(tmp_path / "m").kind == "textcnn"  # control: the intact folder loads
+    cfg = next((tmp_path / "m").rglob("cnn_config.json"))
+    cfg.write_text("{" if damage == "cnn_config" else "{}", encoding="utf-8")
+    with pytest.raises(EmbtuneError, match=r"not a complete embtune word-vector folder \((JSONDecodeError|KeyError)"):
+        WordVectorEncoder.load(tmp_path / "m")

@@ -150,3 +150,23 @@ def test_cli_refuses_empty_or_repeated_lists_and_odd_outputs(tiny_bert, unsup_fi
     assert main(["encode", str(tiny_bert), "--input", str(sents), "--output", str(tmp_path / "x.txt")]) == 2
     assert "expected a .npy file name" in capsys.readouterr().err
     assert not (tmp_path / "x.txt.npy").exists()
+
+
+def test_overwrite_never_clears_the_working_folder_or_an_input(tiny_bert, unsup_file, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("keep me", encoding="utf-8")
+    monkeypatch.chdir(work)
+    for out in (".", str(tmp_path)):  # the working folder and a folder above it
+        with pytest.raises(EmbtuneError, match="--overwrite would clear the working folder"):
+            train(base(tiny_bert, unsup_file, out), progress=False, overwrite=True)
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(unsup_file, data / "u.txt")
+    with pytest.raises(EmbtuneError, match=r"--overwrite would clear .*u\.txt, an input of this run"):
+        train(base(tiny_bert, data / "u.txt", data), progress=False, overwrite=True)
+    assert (work / "notes.txt").read_text() == "keep me" and (data / "u.txt").is_file()
+    out = tmp_path / "run"  # control: a run folder of its own is cleared
+    (out / "old").mkdir(parents=True)
+    train(base(tiny_bert, unsup_file, out, max_steps=1), progress=False, overwrite=True)
+    assert not (out / "old").exists()
