@@ -20,7 +20,6 @@ end of docs/small-models.md (a run of the default set keeps that section).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import random
 import time
@@ -39,9 +38,23 @@ def folder_mib(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and f.suffix in (".safetensors", ".json", ".txt")) / 2**20
 
 
+def norm(s: str) -> str:
+    """A sentence as the training files write it: whitespace runs collapsed to one space."""
+    return " ".join(s.split())
+
+
 def _test_sentences() -> set[str]:
-    return {s.strip().lower() for t in STS_TASKS for text in ("raw", "senteval")
+    """Every sentence of the 7 STS test sets (raw and SentEval text), normalised and lower-cased: a training
+    sentence whose normalised, lower-cased form is here is left out."""
+    return {norm(s).lower() for t in STS_TASKS for text in ("raw", "senteval")
             for d in [load_sts(t, "test", text=text)] for s in (*d.sent1, *d.sent2)}
+
+
+def write_tsv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    """Plain tab-separated lines, as embtune reads a .tsv (no CSV quoting: a quote mark stays text)."""
+    assert all("\t" not in x and "\n" not in x for r in rows for x in r)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join("\t".join(r) + "\n" for r in [header, *rows]), encoding="utf-8")
 
 
 def distill_corpus(path: Path) -> int:
@@ -53,7 +66,7 @@ def distill_corpus(path: Path) -> int:
         d = load_sts(task, "train", text="raw")
         sents.extend(d.sent1 + d.sent2)
     test = _test_sentences()
-    uniq = [s for s in dict.fromkeys(s.strip() for s in sents if s.strip()) if s.lower() not in test]
+    uniq = [s for s in dict.fromkeys(norm(s) for s in sents if s.strip()) if s.lower() not in test]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(uniq) + "\n", encoding="utf-8")
     return len(uniq)
@@ -73,12 +86,9 @@ def distill_triples(path: Path, seed: int = 0, rounds: int = 1) -> tuple[int, in
         for (s,) in read_train_file("wiki-sample").examples:
             rows.append((s, augment(s, ["word-deletion"], rng, 0.2), augment(s, ["crop"], rng, 0.3)))
     test = _test_sentences()
-    kept = [r for r in rows if all(x.strip() and x.strip().lower() not in test for x in r)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f, delimiter="\t", lineterminator="\n")
-        w.writerow(["sent0", "sent1", "hard_neg"])
-        w.writerows([[" ".join(x.split()) for x in r] for r in kept])
+    kept = [[norm(x) for x in r] for r in rows]
+    kept = [r for r in kept if all(x and x.lower() not in test for x in r)]
+    write_tsv(path, ["sent0", "sent1", "hard_neg"], kept)
     return len(kept), len({x for r in kept for x in r})
 
 

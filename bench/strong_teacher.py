@@ -7,6 +7,8 @@ SNLI triples), the TextCNN over GloVe-50d and a 3-layer MiniLM, all distilled on
 three related sentences from the Wikipedia sample, the SNLI triples and the STS-B/SICK-R *train* splits with
 random edits (``distill_triples``; no STS test sentence). The teacher labels every distinct sentence once; the
 embeddings are cached (``TeacherCache``), so the rows share one teacher pass, timed and reported on its own.
+The ``-cosent`` rows add the supervised-STS setting: CoSENT on the gold scores of the STS-B/SICK-R train pairs
+that share no sentence with an STS test set (``scored_pairs``; most of them do, and are left out and counted).
 
 Each row is saved with its settings in ``OUT/<slug>/row.json`` and reused while the settings are unchanged, so
 rows can be run one at a time (``--rows``), in separate processes, and the table assembled by a last run.
@@ -26,7 +28,7 @@ from pathlib import Path
 import torch
 
 from bench.common import machine, md_table
-from bench.small_models import distill_triples, folder_mib, write_section
+from bench.small_models import _test_sentences, distill_triples, norm, write_tsv, folder_mib, write_section
 from embtune.config import make_config
 from embtune.data import read_train_file
 from embtune.encoders import load_encoder
@@ -57,6 +59,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--student-steps", type=int, default=300, help="steps of the 3-layer student")
     g.add_argument("--student-layer-choice", choices=("first", "spread", "dev", "auto"), default="spread",
                    help="which 3 layers of the student the 3-layer cut keeps (the rows up to 2026-11-27 kept the first 3)")
+    g.add_argument("--student-eval-steps", type=int, default=None,
+                   help="the 3-layer row: evaluate on STS-B dev every N steps and keep the best checkpoint (default: the last)")
+    g.add_argument("--scored-epochs", type=int, default=1,
+                   help="the '-cosent' rows: epochs of CoSENT on the STS-B/SICK-R train splits' gold scores")
+    g.add_argument("--scored-lr", type=float, default=2e-5)
     g.add_argument("--static-words", type=int, default=100_000,
                    help="word-vector students from the teacher: GloVe's N most frequent words (embtune word-vectors)")
     g.add_argument("--static-dim", type=int, default=256, help="their PCA dimensions")
@@ -78,6 +85,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def rows(args, triples: Path, out: Path) -> list[Row]:
     t, st = args.teacher, args.student
+    three = "minilm3-relational" if args.student_layer_choice == "first" else f"minilm3-{args.student_layer_choice}-relational"
     common = dict(precision=args.precision, seed=args.seed)  # fp32 by default: the documented rows were trained in fp32
     mini = dict(model=st, objective="distill", teacher=t, train_file=str(triples), lr=args.minilm_lr,
                 batch_size=64, max_steps=args.minilm_steps, warmup_steps=10, **common)
@@ -85,6 +93,9 @@ def rows(args, triples: Path, out: Path) -> list[Row]:
     # checkpoint kept by STS-B dev every 250 steps (the starting vectors are a candidate)
     static = dict(objective="distill", teacher=t, distill_loss="relational", train_file=str(triples), lr=args.static_lr,
                   batch_size=128, max_steps=args.static_steps, eval_steps=250, **common)
+    # CoSENT on gold scores: batch 32 pairs, STS-B dev at the start, every 100 steps and at the end, the best kept
+    cosent = dict(objective="cosent", train_file=str(out / "scored_pairs.tsv"), lr=args.scored_lr, batch_size=32,
+                  epochs=args.scored_epochs, warmup_steps=10, eval_steps=100, **common)
     return [
         Row("teacher", f"{t} (teacher)", model=t),
         Row("minilm", f"{st} (student, no training)", model=st),
@@ -97,17 +108,41 @@ def rows(args, triples: Path, out: Path) -> list[Row]:
         Row("textcnn-relational", "TextCNN (GloVe-50d), distilled (relational, trainable GloVe)",
             stages=[dict(model="glove-50d", encoder="textcnn", objective="distill", teacher=t, distill_loss="relational",
                          train_file=str(triples), lr=1e-3, batch_size=128, epochs=args.cnn_epochs, **common)]),
-        Row("minilm3-relational" if args.student_layer_choice == "first" else f"minilm3-{args.student_layer_choice}-relational",
-            f"3-layer {st} ({args.student_layer_choice} layers), distilled (relational)",
+        Row(three, f"3-layer {st} ({args.student_layer_choice} layers), distilled (relational)",
             stages=[dict(model=st, student_layers="3", student_layer_choice=args.student_layer_choice, objective="distill", teacher=t, distill_loss="relational",
                          train_file=str(triples), lr=1e-4, batch_size=64, max_steps=args.student_steps, warmup_steps=10,
-                         **common)]),
+                         **({"eval_steps": args.student_eval_steps} if args.student_eval_steps else {}), **common)]),
+        # the supervised-STS setting (not SimCSE's transfer setting): the gold scores of the STS-B and SICK-R train
+        # splits (``scored_pairs``), CoSENT, after the distillation rows or from the untrained student
+        Row("minilm-cosent", f"{st}, CoSENT (STS-B/SICK-R train scores)", stages=[dict(cosent, model=st)]),
+        Row("minilm-relational-sup-cosent", f"{st}, distilled (relational) → sup SimCSE → CoSENT (STS-B/SICK-R train scores)",
+            after="minilm-relational-sup", stages=[dict(cosent, model=str(out / "minilm-relational-sup" / "final"))]),
+        Row(f"{three}-cosent", f"3-layer {st} ({args.student_layer_choice} layers), distilled (relational) → CoSENT "
+            "(STS-B/SICK-R train scores)", after=three, stages=[dict(cosent, model=str(out / three / "final"))]),
         Row("static-mean", f"mean of {t}'s word vectors (no training)", model=str(static_folder(args, out))),
         Row("static-mean-relational", f"mean of {t}'s word vectors, distilled (relational)",
             stages=[dict(model=str(static_file(args, out)), encoder="mean", **static)]),
         Row("static-textcnn-relational", f"TextCNN over {t}'s word vectors, distilled (relational)",
             stages=[dict(model=str(static_file(args, out)), encoder="textcnn", **static)]),
     ]
+
+
+def scored_pairs(path: Path) -> tuple[int, int]:
+    """The STS-B and SICK-R train splits' pairs with their gold scores (sent0, sent1, score), SICK-R's 1–5 put on
+    STS-B's 0–5 scale ((s − 1) · 5/4) since CoSENT orders the pairs of a batch by score across both sets; a pair
+    with a sentence of an STS test set is left out (counted: the second number)."""
+    test = _test_sentences()
+    rows, dropped = [], 0
+    for task, scale in (("stsb", lambda s: s), ("sickr", lambda s: (s - 1.0) * 1.25)):
+        d = load_sts(task, "train", text="raw")
+        for a, b, y in zip(d.sent1, d.sent2, d.scores):
+            a, b = norm(a), norm(b)
+            if a.lower() in test or b.lower() in test:
+                dropped += 1
+                continue
+            rows.append([a, b, f"{scale(float(y)):.4f}"])
+    write_tsv(path, ["sent0", "sent1", "score"], rows)
+    return len(rows), dropped
 
 
 def static_file(args, out: Path) -> Path:
@@ -263,6 +298,8 @@ def run(args) -> None:
         n_rows, n_sents = sample_rows(triples, args.max_rows)
     tasks = args.tasks.split(",")
     tp = teacher_pass(args.teacher, triples, out)
+    n_scored, n_scored_dropped = scored_pairs(out / "scored_pairs.tsv")
+    print(json.dumps({"scored_pairs": n_scored, "left_out_with_a_test_sentence": n_scored_dropped}), flush=True)
     all_rows = rows(args, triples, out)
     wanted = set(args.rows.split(",")) if args.rows else {r.slug for r in all_rows}
     if any(r.startswith("static-") for r in wanted) and not args.table_only:
@@ -293,7 +330,11 @@ def run(args) -> None:
         f"## Row set: a stronger teacher ({args.teacher})\n\n"
         f"Command: `python -m bench.small_models --row-set strong-teacher --teacher {args.teacher} "
         f"--triple-rounds {args.triple_rounds} --minilm-steps {args.minilm_steps} --minilm-lr {args.minilm_lr} "
-        f"--sup-steps {args.sup_steps} --student-steps {args.student_steps} --cnn-epochs {args.cnn_epochs}"
+        f"--sup-steps {args.sup_steps} --student-steps {args.student_steps} --cnn-epochs {args.cnn_epochs} "
+        f"--student-layer-choice {args.student_layer_choice}"
+        f"{f' --student-eval-steps {args.student_eval_steps}' if args.student_eval_steps else ''} "
+        f"--scored-epochs {args.scored_epochs} --scored-lr {args.scored_lr} --static-steps {args.static_steps} "
+        f"--precision {args.precision} --seed {args.seed}"
         f"{f' --max-rows {args.max_rows}' if args.max_rows else ''}` "
         f"(this assembly {time.perf_counter() - t0:.0f} s; rows measured by earlier `--rows` runs are reused, "
         "their own times are in the table)\n\n"
@@ -302,6 +343,8 @@ def run(args) -> None:
         f"train pairs + a 20% word-deletion edit; Wikipedia sentence + a 20% word-deletion edit + a 30% crop "
         f"({args.triple_rounds} round(s) of random edits); no sentence of an STS test set. Teacher pass over the "
         f"{tp['sentences']} distinct sentences: {tp_s}, once; every row reads the cached embeddings. "
+        f"CoSENT rows: the {n_scored} STS-B/SICK-R train pairs that share no sentence with an STS test set "
+        f"({n_scored_dropped} that do left out), gold scores (SICK-R's put on 0–5), batch 32. "
         "All-MiniLM students: batch 64 rows (192 sentences), relational τ 0.05, 10 warm-up steps, linear decay; "
         "TextCNN: batch 128 rows, lr 1e-3, GloVe trainable. 'train s' excludes the teacher pass; 'eval s' is the "
         f"evaluation (Spearman ×100, SentEval text, {', '.join(tasks)}). Encode speed: CPU, {args.speed_threads} "
