@@ -59,6 +59,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--student-steps", type=int, default=300, help="steps of the 3-layer student")
     g.add_argument("--student-layer-choice", choices=("first", "spread", "dev", "auto"), default="spread",
                    help="which 3 layers of the student the 3-layer cut keeps (the rows up to 2026-11-27 kept the first 3)")
+    g.add_argument("--student-lr", type=float, default=1e-4, help="learning rate of the 3-layer row")
+    g.add_argument("--student-anchor-weight", type=float, default=0.0,
+                   help="the 3-layer row: λ of the regulariser toward the untrained cut (--anchor-weight); 0 = off")
     g.add_argument("--student-eval-steps", type=int, default=None,
                    help="the 3-layer row: evaluate on STS-B dev every N steps and keep the best checkpoint (default: the last)")
     g.add_argument("--scored-epochs", type=int, default=1,
@@ -110,8 +113,10 @@ def rows(args, triples: Path, out: Path) -> list[Row]:
                          train_file=str(triples), lr=1e-3, batch_size=128, epochs=args.cnn_epochs, **common)]),
         Row(three, f"3-layer {st} ({args.student_layer_choice} layers), distilled (relational)",
             stages=[dict(model=st, student_layers="3", student_layer_choice=args.student_layer_choice, objective="distill", teacher=t, distill_loss="relational",
-                         train_file=str(triples), lr=1e-4, batch_size=64, max_steps=args.student_steps, warmup_steps=10,
-                         **({"eval_steps": args.student_eval_steps} if args.student_eval_steps else {}), **common)]),
+                         train_file=str(triples), lr=args.student_lr, batch_size=64, max_steps=args.student_steps,
+                         warmup_steps=10, **({"eval_steps": args.student_eval_steps} if args.student_eval_steps else {}),
+                         **({"anchor_weight": args.student_anchor_weight} if args.student_anchor_weight else {}),
+                         **common)]),
         # the supervised-STS setting (not SimCSE's transfer setting): the gold scores of the STS-B and SICK-R train
         # splits (``scored_pairs``), CoSENT, after the distillation rows or from the untrained student
         Row("minilm-cosent", f"{st}, CoSENT (STS-B/SICK-R train scores)", stages=[dict(cosent, model=st)]),
@@ -331,7 +336,8 @@ def run(args) -> None:
         f"Command: `python -m bench.small_models --row-set strong-teacher --teacher {args.teacher} "
         f"--triple-rounds {args.triple_rounds} --minilm-steps {args.minilm_steps} --minilm-lr {args.minilm_lr} "
         f"--sup-steps {args.sup_steps} --student-steps {args.student_steps} --cnn-epochs {args.cnn_epochs} "
-        f"--student-layer-choice {args.student_layer_choice}"
+        f"--student-layer-choice {args.student_layer_choice} --student-lr {args.student_lr}"
+        f"{f' --student-anchor-weight {args.student_anchor_weight}' if args.student_anchor_weight else ''}"
         f"{f' --student-eval-steps {args.student_eval_steps}' if args.student_eval_steps else ''} "
         f"--scored-epochs {args.scored_epochs} --scored-lr {args.scored_lr} --static-steps {args.static_steps} "
         f"--precision {args.precision} --seed {args.seed}"
