@@ -125,7 +125,7 @@ def _no_file_in_the_way(flag: str, path: str, folder: Path) -> None:
 
 
 def check_output_folder(flag: str, path: str) -> None:
-    """Before any work: the folder ``path`` can be created or written (no file stands in its way)."""
+    """Before any work: no file stands where the folder ``path`` or one of its parents would be."""
     _no_file_in_the_way(flag, path, Path(path))
 
 
