@@ -55,6 +55,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--student", default="minilm-l6", help="the transformer student (and its 3-layer cut)")
     g.add_argument("--minilm-steps", type=int, default=150, help="steps of each all-MiniLM-L6-v2 distillation")
     g.add_argument("--minilm-lr", type=float, default=2e-5)
+    g.add_argument("--minilm-anchor-weight", type=float, default=0.0,
+                   help="the all-MiniLM-L6-v2 distillation rows: λ of the regulariser toward the starting model "
+                        "(--anchor-weight); 0 = off")
     g.add_argument("--sup-steps", type=int, default=45, help="sup SimCSE steps after distillation")
     g.add_argument("--student-steps", type=int, default=300, help="steps of the 3-layer student")
     g.add_argument("--student-layer-choice", choices=("first", "spread", "dev", "auto"), default="spread",
@@ -91,7 +94,8 @@ def rows(args, triples: Path, out: Path) -> list[Row]:
     three = "minilm3-relational" if args.student_layer_choice == "first" else f"minilm3-{args.student_layer_choice}-relational"
     common = dict(precision=args.precision, seed=args.seed)  # fp32 by default: the documented rows were trained in fp32
     mini = dict(model=st, objective="distill", teacher=t, train_file=str(triples), lr=args.minilm_lr,
-                batch_size=64, max_steps=args.minilm_steps, warmup_steps=10, **common)
+                batch_size=64, max_steps=args.minilm_steps, warmup_steps=10,
+                **({"anchor_weight": args.minilm_anchor_weight} if args.minilm_anchor_weight else {}), **common)
     # word-vector students over the teacher's own word vectors: vectors trainable, batch 128 rows, the
     # checkpoint kept by STS-B dev every 250 steps (the starting vectors are a candidate)
     static = dict(objective="distill", teacher=t, distill_loss="relational", train_file=str(triples), lr=args.static_lr,
@@ -335,6 +339,7 @@ def run(args) -> None:
         f"## Row set: a stronger teacher ({args.teacher})\n\n"
         f"Command: `python -m bench.small_models --row-set strong-teacher --teacher {args.teacher} "
         f"--triple-rounds {args.triple_rounds} --minilm-steps {args.minilm_steps} --minilm-lr {args.minilm_lr} "
+        f"{f'--minilm-anchor-weight {args.minilm_anchor_weight} ' if args.minilm_anchor_weight else ''}"
         f"--sup-steps {args.sup_steps} --student-steps {args.student_steps} --cnn-epochs {args.cnn_epochs} "
         f"--student-layer-choice {args.student_layer_choice} --student-lr {args.student_lr}"
         f"{f' --student-anchor-weight {args.student_anchor_weight}' if args.student_anchor_weight else ''}"
