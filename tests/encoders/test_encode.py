@@ -211,3 +211,51 @@ def test_inference_attention_keeps_a_backend_the_user_turned_off():
             assert torch.backends.cuda.mem_efficient_sdp_enabled() and not torch.backends.cuda.cudnn_sdp_enabled()
     finally:
         torch.backends.cuda.enable_flash_sdp(before)
+
+
+def test_cpu_inference_uses_eager_attention_for_short_batches_only(enc, monkeypatch):
+    """On a CPU the inference copy runs transformers' eager attention for batches up to the dtype's threshold
+    and SDPA above it (measured faster that way: docs/attention-cpu.md); the same embeddings either way, and
+    the model's own configuration is never switched."""
+    from embtune.encoders import transformer
+
+    lengths = [len(x) for x in enc.tokenize_ids(SENTENCES)]
+    threshold = sorted(lengths)[len(lengths) // 2]  # some batches below, some above
+    assert min(lengths) <= threshold < max(lengths)
+    copy_ = enc.inference_backbone(torch.float32)
+    if copy_ is None:
+        pytest.skip("this torch packs nothing for oneDNN, so fp32 inference runs the model itself (never switched)")
+    seen = []
+    attention = copy_.encoder.layer[0].attention.self
+    attention.register_forward_pre_hook(lambda m, a: seen.append(m.config._attn_implementation))
+
+    def run(max_length: int) -> np.ndarray:
+        monkeypatch.setitem(transformer.CPU_EAGER_ATTENTION_MAX_LENGTH, torch.float32, max_length)
+        seen.clear()
+        return enc.encode(SENTENCES, batch_size=1)  # one sentence per batch: each batch's own length
+
+    mixed = run(threshold)
+    assert "eager" in seen and "sdpa" in seen
+    assert seen.count("eager") == sum(n <= threshold for n in lengths)
+    only_sdpa = run(0)
+    assert set(seen) == {"sdpa"}
+    only_eager = run(10_000)
+    assert set(seen) == {"eager"}
+    np.testing.assert_allclose(mixed, only_sdpa, atol=1e-5)
+    np.testing.assert_allclose(only_eager, only_sdpa, atol=1e-5)
+    assert enc.backbone.config._attn_implementation == "sdpa"  # the trained model keeps its own
+
+
+def test_no_attention_switching_off_cpu_or_for_a_user_choice(enc):
+    from embtune.encoders.transformer import CPU_EAGER_ATTENTION_MAX_LENGTH, cpu_eager_attention_max_length
+
+    assert cpu_eager_attention_max_length(enc.backbone, torch.float32) == CPU_EAGER_ATTENTION_MAX_LENGTH[torch.float32]
+    assert cpu_eager_attention_max_length(enc.backbone, torch.float16) is None  # no measured threshold
+    enc.backbone.set_attn_implementation("eager")
+    try:
+        assert cpu_eager_attention_max_length(enc.backbone, torch.float32) is None
+    finally:
+        enc.backbone.set_attn_implementation("sdpa")
+    off_cpu = torch.nn.Linear(2, 2, device="meta")  # stands in for a model on an accelerator
+    off_cpu.config = enc.backbone.config
+    assert cpu_eager_attention_max_length(off_cpu, torch.float32) is None
