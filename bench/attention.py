@@ -6,8 +6,12 @@ The input of one attention call of an encoder layer: ``--tokens`` tokens per bat
 (so a batch of tokens/L sequences), ``--heads`` heads of ``--head-dim``, a padding mask hiding the last two
 positions of every sequence (SDPA: boolean; eager: additive, as transformers builds them). Eager = the formula
 transformers' ``eager_attention_forward`` computes (matmul, scale, add the mask, softmax, matmul). Both run in fp32
-and bf16, alternating, ``--repeats`` rounds; the best time of each. The length up to which eager wins is what
-``CPU_EAGER_ATTENTION_MAX_LENGTH`` in ``embtune/encoders/transformer.py`` holds. Writes docs/attention-cpu.md.
+and bf16, alternating, ``--repeats`` rounds; the best time of each. Writes docs/attention-cpu.md.
+
+What it showed, and why embtune still runs SDPA (docs/performance.md, "Attention on a CPU"): eager is faster per
+call at short lengths here, but an inference copy switched to eager for short batches encoded no faster end to
+end (all-MiniLM-L6-v2, 4,000 STS sentences, 5 alternating rounds: 0.99x fp32, 1.00x bf16), so the switch was not
+kept; this benchmark stays to re-check the crossover on other CPUs and torch versions.
 """
 
 from __future__ import annotations

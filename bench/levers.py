@@ -16,9 +16,7 @@ Encoding (the first ``--sentences`` distinct STS test sentences, batch 64, ``--p
 - ``nn.Linear``: the same without packing (fp32: the model itself; bf16: the plain cast copy);
 - ``no length sort``: batches in input order; ``tokenize per batch``: the tokenizer called per batch
   (fp32 only: these call the model directly);
-- ``eager attention``: transformers' eager attention for every batch; ``SDPA attention``: scaled-dot-product
-  attention for every batch (embtune's CPU inference copy switches to eager for short batches:
-  ``CPU_EAGER_ATTENTION_MAX_LENGTH``, ``bench/attention.py``);
+- ``eager attention``: transformers' eager attention instead of scaled-dot-product attention;
 - ``--backend onnx``: ONNX Runtime with fused kernels (fp32, when onnxruntime is installed).
 Variants alternate, ``--repeats`` times after a warm-up round; the best of each is reported.
 Writes docs/levers.md.
@@ -145,16 +143,7 @@ def encode_variants(n: int, precision: str) -> dict[str, callable]:
     out = {"embtune (Encoder.encode)": full, "nn.Linear (weights not packed for oneDNN)": unpacked}
     if precision == "fp32":
         out.update({"no length sort": manual(False, False), "tokenize per batch (sorted by characters)": manual(True, True)})
-    def sdpa_only() -> float:
-        kept = dict(transformer.CPU_EAGER_ATTENTION_MAX_LENGTH)
-        transformer.CPU_EAGER_ATTENTION_MAX_LENGTH.clear()
-        try:
-            return full(enc)
-        finally:
-            transformer.CPU_EAGER_ATTENTION_MAX_LENGTH.update(kept)
-
     out["eager attention"] = eager
-    out["SDPA attention"] = sdpa_only
     if available() and precision == "fp32":
         onnx = load_encoder(MODEL, backend="onnx")
         out["--backend onnx"] = lambda: len(sents) / _timed(lambda: onnx.encode(sents, batch_size=64))

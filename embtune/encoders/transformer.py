@@ -303,12 +303,8 @@ class TransformerEncoder(Encoder):
         if backbone is None:  # fp32, nothing packed
             backbone = self.backbone
         need_all = self.pooler in HIDDEN_STATE_POOLERS
-        # the copy's attention by batch length on a CPU; never the trained model's own config
-        short = (cpu_eager_attention_max_length(self.backbone, dtype) if backbone is not self.backbone else None)
 
         def run(features: dict[str, Tensor]) -> Tensor:
-            if short is not None:
-                backbone.config._attn_implementation = "eager" if features["input_ids"].shape[1] <= short else "sdpa"
             # the copy's dtype, whatever the caller's autocast
             with torch.autocast(self.device.type, enabled=False), inference_attention(self.device):
                 out = backbone(input_ids=features["input_ids"], attention_mask=features["attention_mask"],
@@ -431,26 +427,6 @@ def inference_attention(device: torch.device):
                "MATH": torch.backends.cuda.math_sdp_enabled()}
     names = [n for n in INFERENCE_SDPA_BACKENDS if enabled.get(n, True)]
     return sdpa_kernel([getattr(SDPBackend, n) for n in names]) if names else contextlib.nullcontext()
-
-
-#: CPU inference: the longest padded batch length (tokens) up to which transformers' eager attention (a batched
-#: matmul, softmax, matmul) runs instead of SDPA's flash kernel for CPU, which has a large fixed cost per head at
-#: short lengths. Measured with ``python -m bench.attention`` (docs/attention-cpu.md: AMD EPYC, 2 cores,
-#: avx512_bf16, torch 2.13): eager faster in bf16 up to 128 tokens and in fp32 only for the shortest batches.
-CPU_EAGER_ATTENTION_MAX_LENGTH: dict[torch.dtype, int] = {torch.float32: 16, torch.bfloat16: 128}
-
-
-def cpu_eager_attention_max_length(model: nn.Module, dtype: torch.dtype) -> int | None:
-    """The length up to which :meth:`TransformerEncoder.inference_runner` switches the inference copy of
-    ``model`` to eager attention, or None (no switching): ``model`` not on a CPU, a dtype without a measured
-    threshold, or not loaded with SDPA (an architecture without it has one attention implementation; a user who
-    chose eager keeps it)."""
-    params = next(model.parameters(), None)
-    if params is None or params.device.type != "cpu":
-        return None
-    if getattr(getattr(model, "config", None), "_attn_implementation", None) != "sdpa":
-        return None
-    return CPU_EAGER_ATTENTION_MAX_LENGTH.get(dtype)
 
 
 def weights_fingerprint(params: list[Tensor], samples: int = 64) -> Tensor:
