@@ -17,6 +17,8 @@ Encoding (the first ``--sentences`` distinct STS test sentences, batch 64, ``--p
 - ``no length sort``: batches in input order; ``tokenize per batch``: the tokenizer called per batch
   (fp32 only: these call the model directly);
 - ``eager attention``: transformers' eager attention instead of scaled-dot-product attention;
+- ``SDPA for short batches too``: the inference copy with SDPA's CPU kernel at every length, not
+  ``encoders/cpu_attention.py``'s matmul–softmax–matmul for short batches;
 - ``--backend onnx``: ONNX Runtime with fused kernels (fp32, when onnxruntime is installed).
 Variants alternate, ``--repeats`` times after a warm-up round; the best of each is reported.
 Writes docs/levers.md.
@@ -140,7 +142,17 @@ def encode_variants(n: int, precision: str) -> dict[str, callable]:
     def eager() -> float:
         return full(eager_enc)
 
-    out = {"embtune (Encoder.encode)": full, "nn.Linear (weights not packed for oneDNN)": unpacked}
+    sdpa_enc = load_encoder(MODEL)  # its own encoder, whose inference copy is switched back to SDPA
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+
+    def sdpa_only() -> float:
+        copy_ = sdpa_enc.inference_backbone(dtype)  # cached: the switch below stays until the weights change
+        if copy_ is not None:
+            copy_.set_attn_implementation("sdpa")
+        return full(sdpa_enc)
+
+    out = {"embtune (Encoder.encode)": full, "nn.Linear (weights not packed for oneDNN)": unpacked,
+           "SDPA for short batches too": sdpa_only}
     if precision == "fp32":
         out.update({"no length sort": manual(False, False), "tokenize per batch (sorted by characters)": manual(True, True)})
     out["eager attention"] = eager
@@ -175,12 +187,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                     help="training autocast and encoding precision (bf16: the CPU must run it natively)")
+    ap.add_argument("--only", choices=("train", "encode"), help="only the training or only the encoding rows")
     ap.add_argument("--write", default=str(DOCS / "levers.md"))
     args = ap.parse_args()
     torch.manual_seed(0)
     t0 = time.perf_counter()
     sections, res = [], {}
-    for objective in ("unsup", "sup"):
+    for objective in () if args.only == "encode" else ("unsup", "sup"):
         variants = train_variants(objective, args.steps, args.precision)
         times = alternate(variants, args.repeats)
         best = {k: min(v) for k, v in times.items()}
@@ -190,17 +203,19 @@ def main() -> None:
             ["variant", "s/step (best)", "all runs", "speed vs separate passes"],
             [[k, v, ", ".join(f"{x:.2f}" for x in times[k]), f"{base / v:.2f}x"] for k, v in best.items()]))
         print(sections[-1], flush=True)
-    variants = encode_variants(args.sentences, args.precision)
-    speeds = alternate(variants, args.repeats)
-    best = {k: max(v) for k, v in speeds.items()}
-    ref = best["embtune (Encoder.encode)"]
-    res["encode"] = speeds
-    sections.append(f"Encoding, first {args.sentences} distinct STS test sentences:\n\n" + md_table(
-        ["variant", "sentences/s (best)", "all runs", "vs embtune"],
-        [[k, v, ", ".join(f"{x:.1f}" for x in speeds[k]), f"{v / ref:.2f}x"] for k, v in best.items()]))
-    print(sections[-1], flush=True)
+    if args.only != "train":
+        variants = encode_variants(args.sentences, args.precision)
+        speeds = alternate(variants, args.repeats)
+        best = {k: max(v) for k, v in speeds.items()}
+        ref = best["embtune (Encoder.encode)"]
+        res["encode"] = speeds
+        sections.append(f"Encoding, first {args.sentences} distinct STS test sentences:\n\n" + md_table(
+            ["variant", "sentences/s (best)", "all runs", "vs embtune"],
+            [[k, v, ", ".join(f"{x:.1f}" for x in speeds[k]), f"{v / ref:.2f}x"] for k, v in best.items()]))
+        print(sections[-1], flush=True)
+    only = f" --only {args.only}" if args.only else ""
     text = (f"# Speed levers, one at a time\n\nCommand: `python -m bench.levers --steps {args.steps} --sentences "
-            f"{args.sentences} --repeats {args.repeats} --precision {args.precision}` (total {time.perf_counter() - t0:.0f} s)\n\nMachine: {machine()}\n\n"
+            f"{args.sentences} --repeats {args.repeats} --precision {args.precision}{only}` (total {time.perf_counter() - t0:.0f} s)\n\nMachine: {machine()}\n\n"
             f"all-MiniLM-L6-v2, {args.precision}, batch 64, max length 32 in training. The variants alternate after one discarded "
             "warm-up round; the best run is reported (this VM's speed drifts between runs).\n\n" + "\n\n".join(sections) + "\n")
     Path(args.write).write_text(text, encoding="utf-8")

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from embtune.encoders.base import Encoder
 from embtune.encoders.batching import PackedIds
+from embtune.encoders.cpu_attention import use_cpu_inference_attention
 from embtune.encoders.packed_linear import can_pack, pack_linears
 from embtune.encoders.pooling import HIDDEN_STATE_POOLERS, check_pooler, pad_ids, pool
 from embtune.encoders.tokenize import CorpusTokenizer
@@ -241,7 +242,8 @@ class TransformerEncoder(Encoder):
 
     def inference_backbone(self, dtype: torch.dtype) -> nn.Module | None:
         """A copy of the backbone for inference: weights cast to ``dtype`` once and, on a CPU with oneDNN,
-        every linear layer's weight reordered once into oneDNN's layout (:mod:`embtune.encoders.packed_linear`).
+        every linear layer's weight reordered once into oneDNN's layout (:mod:`embtune.encoders.packed_linear`)
+        and, on a CPU, the copy's SDPA attention replaced for short batches (:mod:`embtune.encoders.cpu_attention`).
         None for fp32 where nothing is packed: the model itself serves (a plain copy would only cost memory).
 
         Cached on the encoder (not in its state_dict, not pickled or deep-copied) and rebuilt when any
@@ -263,6 +265,8 @@ class TransformerEncoder(Encoder):
             copy_ = self._cast_copy(dtype)
             if can_pack(device, dtype) and not self._pack_checked(copy_):  # the failed copy is half-packed
                 copy_ = None if dtype == torch.float32 else self._cast_copy(dtype)
+            if copy_ is not None and device.type == "cpu":
+                use_cpu_inference_attention(copy_)  # short batches skip SDPA's CPU kernel (cpu_attention.py)
             self.__dict__["_inference_cache"] = cached = (key, copy_, content)
         return cached[1]
 

@@ -171,14 +171,20 @@ def test_inference_copy_follows_fused_optimizer_steps_and_data_writes(enc):
 
 
 def test_inference_copy_follows_the_attention_implementation(enc):
+    """The copy follows the model's attention: SDPA becomes the CPU short-sequence attention (which defers to SDPA
+    beyond its lengths: cpu_attention.py), a user's eager choice stays eager; the model itself is never switched."""
+    from embtune.encoders.cpu_attention import ATTENTION_NAME
+
     copy_ = enc.inference_backbone(torch.float32)
-    assert copy_.config._attn_implementation == enc.backbone.config._attn_implementation == "sdpa"
+    if copy_ is None:
+        pytest.skip("this torch packs nothing for oneDNN, so fp32 inference runs the model itself")
+    assert copy_.config._attn_implementation == ATTENTION_NAME and enc.backbone.config._attn_implementation == "sdpa"
     enc.backbone.set_attn_implementation("eager")
     try:
         assert enc.inference_backbone(torch.float32).config._attn_implementation == "eager"
     finally:
         enc.backbone.set_attn_implementation("sdpa")
-    assert enc.inference_backbone(torch.float32).config._attn_implementation == "sdpa"
+    assert enc.inference_backbone(torch.float32).config._attn_implementation == ATTENTION_NAME
 
 
 def test_inference_attention_bars_cudnn_on_cuda_only():
