@@ -1,17 +1,20 @@
-"""Attention on a CPU: PyTorch's scaled-dot-product attention vs transformers' eager attention, by sequence length.
+"""Attention on a CPU by sequence length: PyTorch's scaled-dot-product attention, transformers' eager attention, and
+embtune's matmul–softmax(fp32)–matmul for short batches (``embtune/encoders/cpu_attention.py``).
 
     python -m bench.attention [--threads 2] [--heads 12] [--head-dim 32] [--tokens 2048] [--repeats 5]
 
 The input of one attention call of an encoder layer: ``--tokens`` tokens per batch split into sequences of length L
 (so a batch of tokens/L sequences), ``--heads`` heads of ``--head-dim``, a padding mask hiding the last two
-positions of every sequence (SDPA: boolean; eager: additive, as transformers builds them). Eager = the formula
-transformers' ``eager_attention_forward`` computes (matmul, scale, add the mask, softmax, matmul). Both run in fp32
-and bf16, alternating, ``--repeats`` rounds; the best time of each. Writes docs/attention-cpu.md.
+positions of every sequence (SDPA and embtune: boolean; eager: additive, as transformers builds them). Query, key
+and value are strided views of one [batch, L, heads, head-dim] projection each, as a BERT layer hands them over
+(``view`` then ``transpose``), and every variant returns [batch, L, heads, head-dim] contiguous, as the output
+projection takes it. Eager = the formula transformers' ``eager_attention_forward`` computes (matmul, scale, add the
+mask, softmax in the inputs' dtype, matmul). All run in fp32 and bf16, alternating, ``--repeats`` rounds; the best
+time of each. Writes docs/attention-cpu.md.
 
-What it showed, and why embtune still runs SDPA (docs/performance.md, "Attention on a CPU"): eager is faster per
-call at short lengths here, but an inference copy switched to eager for short batches encoded no faster end to
-end (all-MiniLM-L6-v2, 4,000 STS sentences, 5 alternating rounds: 0.99x fp32, 1.00x bf16), so the switch was not
-kept; this benchmark stays to re-check the crossover on other CPUs and torch versions.
+What it is for: the lengths up to which ``cpu_attention.MAX_LENGTH`` sends a CPU inference copy's attention to
+embtune's path instead of SDPA (docs/performance.md, "Attention on a CPU"); rerun it to re-check the crossover on
+other CPUs and torch versions.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from bench.common import DOCS, machine, md_table
+from embtune.encoders.cpu_attention import matmul_softmax_attention
 
 LENGTHS = (8, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192, 256, 512)
 
 
 def eager(q, k, v, additive_mask):
     scores = torch.matmul(q, k.transpose(2, 3)) * q.shape[-1] ** -0.5 + additive_mask
-    return torch.matmul(scores.softmax(-1), v)
+    return torch.matmul(scores.softmax(-1), v).transpose(1, 2).contiguous()
 
 
 def timed(fn, calls: int) -> float:
@@ -44,13 +48,16 @@ def timed(fn, calls: int) -> float:
 def measure(length: int, dtype: torch.dtype, args) -> dict[str, float]:
     g = torch.Generator().manual_seed(length)
     batch = max(1, args.tokens // length)
-    q, k, v = (torch.randn(batch, args.heads, length, args.head_dim, generator=g).to(dtype) for _ in range(3))
+    q, k, v = (torch.randn(batch, length, args.heads, args.head_dim, generator=g).to(dtype).transpose(1, 2)
+               for _ in range(3))  # strided, as a BERT layer's projections are
     keep = torch.ones(batch, 1, 1, length, dtype=torch.bool)
     keep[..., -2:] = False
     additive = torch.zeros(keep.shape, dtype=dtype).masked_fill(~keep, torch.finfo(dtype).min)
+    scale = args.head_dim ** -0.5
     calls = max(3, 4096 // length)
-    runs = {"sdpa": lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=keep),
-            "eager": lambda: eager(q, k, v, additive)}
+    runs = {"sdpa": lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=keep).transpose(1, 2).contiguous(),
+            "eager": lambda: eager(q, k, v, additive),
+            "embtune": lambda: matmul_softmax_attention(q, k, v, keep, scale)}
     with torch.inference_mode():
         for fn in runs.values():  # a discarded warm-up round
             timed(fn, calls)
@@ -77,14 +84,17 @@ def main() -> None:
         for length in LENGTHS:
             m = measure(length, dtype, args)
             res[f"{name}-{length}"] = m
-            rows.append([name, length, m["batch"], 1e3 * m["sdpa"], 1e3 * m["eager"], f"{m['sdpa'] / m['eager']:.2f}x"])
+            rows.append([name, length, m["batch"], 1e3 * m["sdpa"], 1e3 * m["eager"], 1e3 * m["embtune"],
+                         f"{m['sdpa'] / m['eager']:.2f}x", f"{m['sdpa'] / m['embtune']:.2f}x"])
             print(rows[-1], flush=True)
-    table = md_table(["dtype", "length L", "batch", "SDPA ms/call", "eager ms/call", "eager speed vs SDPA"], rows)
-    text = (f"# Attention on a CPU: SDPA vs eager, by length\n\nCommand: `python -m bench.attention --threads {args.threads} "
+    table = md_table(["dtype", "length L", "batch", "SDPA ms/call", "eager ms/call", "embtune ms/call",
+                      "eager speed vs SDPA", "embtune speed vs SDPA"], rows)
+    text = (f"# Attention on a CPU: SDPA, eager and embtune's short-batch path, by length\n\nCommand: `python -m bench.attention --threads {args.threads} "
             f"--heads {args.heads} --head-dim {args.head_dim} --tokens {args.tokens} --repeats {args.repeats}` "
             f"(total {time.perf_counter() - t0:.0f} s)\n\nMachine: {machine()}\n\n"
             f"One attention call: {args.tokens} tokens per batch (batch = tokens / L sequences), {args.heads} heads × "
-            f"{args.head_dim}, the last two positions of every sequence masked; best of {args.repeats} alternating rounds.\n\n"
+            f"{args.head_dim} (strided inputs, contiguous [batch, L, heads, dim] output), the last two positions of every "
+            f"sequence masked; best of {args.repeats} alternating rounds.\n\n"
             + table + "\n")
     Path(args.write).write_text(text, encoding="utf-8")
     Path(args.write).with_suffix(".json").write_text(json.dumps(res, indent=1), encoding="utf-8")

@@ -54,6 +54,13 @@ def short_sequence_attention(module: nn.Module, query: Tensor, key: Tensor, valu
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    return matmul_softmax_attention(query, key, value, attention_mask, scale), None
+
+
+def matmul_softmax_attention(query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None,
+                             scale: float) -> Tensor:
+    """``softmax(Q Kᵀ · scale + mask) V`` for any length (the computation; :func:`short_sequence_attention`
+    decides when to use it): matmuls in the inputs' dtype, mask and softmax in fp32, output [B, Lq, H, d]."""
     transposed = key.shape[-2] < TRANSPOSED_BELOW
     if transposed:  # [B, H, Lk, Lq]: normalised over keys = dimension −2
         scores = torch.matmul(key, query.transpose(-2, -1)).float().mul_(scale)
@@ -70,7 +77,7 @@ def short_sequence_attention(module: nn.Module, query: Tensor, key: Tensor, valu
         probs = scores.softmax(-2).to(value.dtype).transpose(-2, -1)
     else:
         probs = scores.softmax(-1).to(value.dtype)
-    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
+    return torch.matmul(probs, value).transpose(1, 2).contiguous()
 
 
 def _covered(module: nn.Module, query: Tensor, key: Tensor, attention_mask: Tensor | None, dropout: float,

@@ -140,3 +140,12 @@ def test_use_cpu_inference_attention_leaves_other_attention_alone(tiny_bert):
     model.set_attn_implementation("sdpa")
     assert ca.use_cpu_inference_attention(model) is True
     assert model.config._attn_implementation == ca.ATTENTION_NAME
+
+
+def test_the_computation_itself_holds_at_any_length():
+    """matmul_softmax_attention (what bench.attention times at every length) is the formula beyond MAX_LENGTH too."""
+    length = ca.MAX_LENGTH[torch.float32] + 30
+    q, k, v = qkv(2, 2, length, 8, torch.float32, seed=3)
+    mask = padding_mask([length, 17], length)
+    torch.testing.assert_close(ca.matmul_softmax_attention(q, k, v, mask, 0.25).double(),
+                               by_definition(q, k, v, mask, 0.25), atol=1e-5, rtol=1e-5)
