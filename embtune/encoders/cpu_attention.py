@@ -14,9 +14,11 @@ measured no faster end to end (``docs/attention-cpu.md``) because of two costs t
 - **softmax in bf16 is 3.5× slower than in fp32** on that CPU: the scores are cast to fp32 for the mask and
   the softmax (also the numerically safer choice), and the probabilities back to the inputs' dtype for ``· V``.
 
-The two matmuls run in the inputs' dtype. Per call (``python -m bench.attention``-style probe, 1,536 tokens per
-batch, 12 heads × 32) this is 1.3–2.6× SDPA in bf16 up to 48 tokens and 1.1–3.8× in fp32 up to 96 tokens,
-and slower beyond (bf16 0.39× at 64): longer sequences go to SDPA (:data:`MAX_LENGTH`).
+The two matmuls run in the inputs' dtype. Per call (``python -m bench.attention``, ``docs/attention-cpu.md``:
+2,048 tokens per batch, 12 heads × 32, a 2-core AVX-512 CPU) this is 2.0–3.3× SDPA in both dtypes below 16
+tokens, then about even in fp32 (0.99–1.04× from 20 to 48 tokens, 0.94× at 64) and 0.93–1.8× in bf16 up to 48;
+end to end it is what counts (all-MiniLM-L6-v2 encoding STS sentences: ``docs/performance.md``). Batches
+longer than :data:`MAX_LENGTH` go to SDPA.
 
 Registered with transformers' ``AttentionInterface`` as :data:`ATTENTION_NAME` and set only on the inference
 copy of a CPU model that was loaded with SDPA (:func:`use_cpu_inference_attention`); the trained model keeps
@@ -34,7 +36,7 @@ from torch import Tensor, nn
 ATTENTION_NAME = "embtune_cpu_inference"
 
 #: The longest key length (tokens) this path takes per dtype; longer batches go to SDPA (see the module docstring).
-MAX_LENGTH: dict[torch.dtype, int] = {torch.float32: 96, torch.bfloat16: 48}
+MAX_LENGTH: dict[torch.dtype, int] = {torch.float32: 48, torch.bfloat16: 48}
 
 #: Below this many keys the scores are computed transposed and normalised over dimension −2.
 TRANSPOSED_BELOW = 16
