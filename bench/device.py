@@ -260,7 +260,7 @@ def forward_only(b: Bench, enc, ids, useful: float, peaks: dict) -> None:
             row = {"precision": p, "batch_size": bs, "seconds": sec, "sentences_per_s": len(ids) / sec,
                    "of_peak": useful / sec / peaks[p], "attention": attention}
             b.results.setdefault("forward_only", []).append(row)
-            b.say(f"forward only (batches prebuilt on the device; SDPA {attention})", row)
+            b.say(f"forward only (batches prebuilt on the device; attention: {attention})", row)
 
 
 # ---- training -----------------------------------------------------------------------------------
