@@ -64,6 +64,18 @@ def test_bf16_stays_within_bf16_rounding_of_the_formula(length):
     assert err < 0.05 and err <= 3 * sdpa_err + 1e-3  # the same order as SDPA's own bf16 error
 
 
+@pytest.mark.parametrize("length", [6, 30])
+def test_a_key_mask_of_shape_b_1_1_l_broadcasts_like_the_full_one(length):
+    """Masks may come as [B, 1, 1, Lk] (keys only) as well as [B, 1, Lq, Lk]: the same result on both branches."""
+    q, k, v = qkv(2, 2, length, 8, torch.float32, seed=4)
+    full = padding_mask([length, 3], length)
+    keys_only = full[:, :, :1, :].contiguous()
+    a, _ = ca.short_sequence_attention(Encoderish(), q, k, v, full)
+    b, _ = ca.short_sequence_attention(Encoderish(), q, k, v, keys_only)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(b.double(), by_definition(q, k, v, full, 8 ** -0.5), atol=1e-5, rtol=1e-5)
+
+
 def test_additive_float_mask_equals_the_boolean_one():
     q, k, v = qkv(2, 2, 9, 8, torch.float32, seed=2)
     mask = padding_mask([9, 4], 9)
