@@ -7,7 +7,7 @@ all-MiniLM-L6-v2 (STS sentences, batch 64, ~20 tokens) it took 18% of the time a
 (``docs/performance.md``, "Attention on a CPU"). Transformers' eager attention is faster per call there, but
 measured no faster end to end (``docs/attention-cpu.md``) because of two costs this function avoids:
 
-- **torch's last-dimension softmax is slow below 16 elements** (measured on a 2-core AVX-512 CPU, torch 2.13:
+- **torch's last-dimension softmax is slow below 16 elements** (a one-off probe on a 2-core AVX-512 CPU, torch 2.13:
   [64, 12, 15, 15] fp32 in 1.5 ms, [64, 12, 16, 16] in 0.15 ms). For sequences shorter than
   :data:`TRANSPOSED_BELOW` the scores are computed transposed, ``K Qᵀ``, and normalised over dimension −2
   (4× faster at those sizes), then used transposed in the second matmul (no copy);
@@ -34,6 +34,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from embtune.encoders.attention import needs_transformers_sdpa, replace_sdpa
+
 ATTENTION_NAME = "embtune_cpu_inference"
 
 #: The longest key length (tokens) this path takes per dtype; longer batches go to SDPA (see the module docstring).
@@ -41,9 +43,6 @@ MAX_LENGTH: dict[torch.dtype, int] = {torch.float32: 48, torch.bfloat16: 48}
 
 #: Below this many keys the scores are computed transposed and normalised over dimension −2.
 TRANSPOSED_BELOW = 16
-
-_SPECIAL = ("position_bias", "softcap", "sliding_window", "s_aux", "sinks")
-
 
 def short_sequence_attention(module: nn.Module, query: Tensor, key: Tensor, value: Tensor,
                              attention_mask: Tensor | None, dropout: float = 0.0, scaling: float | None = None,
@@ -89,13 +88,7 @@ def _covered(module: nn.Module, query: Tensor, key: Tensor, attention_mask: Tens
     limit = MAX_LENGTH.get(query.dtype)
     if limit is None or query.device.type != "cpu" or max(query.shape[-2], key.shape[-2]) > limit:
         return False
-    if dropout > 0.0 or any(kwargs.get(k) is not None for k in _SPECIAL):
-        return False
-    if getattr(module, "num_key_value_groups", 1) > 1:
-        return False
-    causal = kwargs.get("is_causal")
-    causal = getattr(module, "is_causal", True) if causal is None else causal  # as transformers' SDPA decides
-    if causal and attention_mask is None and query.shape[-2] > 1:
+    if dropout > 0.0 or needs_transformers_sdpa(module, query, attention_mask, kwargs):
         return False
     return attention_mask is None or attention_mask.dim() == 4
 
@@ -103,16 +96,4 @@ def _covered(module: nn.Module, query: Tensor, key: Tensor, attention_mask: Tens
 def use_cpu_inference_attention(model: nn.Module) -> bool:
     """Set :func:`short_sequence_attention` on every part of ``model`` (an inference copy) that was loaded with
     SDPA and lets its attention be switched; True if any was. ``model`` must be a copy: its config is changed."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-    switched = False
-    for sub in model.modules():
-        config = getattr(sub, "config", None)
-        settable = getattr(sub, "_can_set_attn_implementation", None)
-        if getattr(config, "_attn_implementation", None) == "sdpa" and settable is not None and settable():
-            AttentionInterface.register(ATTENTION_NAME, short_sequence_attention)
-            AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)  # the masks SDPA gets
-            sub.set_attn_implementation(ATTENTION_NAME)
-            switched = True
-    return switched
+    return replace_sdpa(model, ATTENTION_NAME, short_sequence_attention)

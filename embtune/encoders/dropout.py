@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from embtune.encoders.attention import needs_transformers_sdpa, replace_sdpa
+
 MASK_BITS = 15
 MASK_RANGE = 1 << MASK_BITS
 ATTENTION_NAME = "embtune_sdpa"
@@ -70,11 +72,7 @@ def sdpa_with_fast_dropout(module: nn.Module, query: Tensor, key: Tensor, value:
     """
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    causal = kwargs.get("is_causal")
-    causal = getattr(module, "is_causal", True) if causal is None else causal  # as sdpa_attention_forward decides
-    special = any(kwargs.get(k) is not None for k in ("position_bias", "softcap", "sliding_window", "s_aux", "sinks"))
-    if dropout == 0.0 or query.device.type != "cpu" or special \
-            or getattr(module, "num_key_value_groups", 1) > 1 or (causal and attention_mask is None):
+    if dropout == 0.0 or query.device.type != "cpu" or needs_transformers_sdpa(module, query, attention_mask, kwargs):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
@@ -91,14 +89,6 @@ def sdpa_with_fast_dropout(module: nn.Module, query: Tensor, key: Tensor, value:
 _dropout = dropout
 
 
-def _register_attention() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-    AttentionInterface.register(ATTENTION_NAME, sdpa_with_fast_dropout)
-    AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)  # the masks SDPA gets
-
-
 def use_fast_dropout(model: nn.Module) -> int:
     """Swap every ``nn.Dropout`` of ``model`` for :class:`Dropout` and its SDPA attention for
     :func:`sdpa_with_fast_dropout`; returns how many dropout modules were swapped."""
@@ -110,10 +100,5 @@ def use_fast_dropout(model: nn.Module) -> int:
                 fast._forward_hooks, fast._forward_pre_hooks = child._forward_hooks, child._forward_pre_hooks
                 setattr(parent, name, fast)
                 swapped += 1
-    for sub in model.modules():
-        config = getattr(sub, "config", None)
-        settable = getattr(sub, "_can_set_attn_implementation", None)
-        if getattr(config, "_attn_implementation", None) == "sdpa" and settable is not None and settable():
-            _register_attention()
-            sub.set_attn_implementation(ATTENTION_NAME)
+    replace_sdpa(model, ATTENTION_NAME, sdpa_with_fast_dropout)
     return swapped
