@@ -8,6 +8,7 @@ Layout (data -> encoders -> objectives -> training -> evaluation -> interfaces):
 - ``embtune.training``    the one training loop
 - ``embtune.search``      one exact top-k engine (trec_eval's tie-break), quantized/faiss search, ``Index``
 - ``embtune.evaluation``  SentEval-exact STS evaluation and reports
+- ``embtune.adapt``       ``embtune adapt``: recipes (stage chains), selection on the user's task, the report
 - ``embtune.cli``         the ``embtune`` command
 """
 
@@ -40,6 +41,20 @@ def mine(model, pairs, corpus, output=None, **options):
     return _mine(model, pairs, corpus, output, **options)
 
 
+def adapt(model=None, corpus=None, output=None, **options):
+    """Adapt ``model`` to the domain of ``corpus`` in one call (``embtune adapt``): the measured-best chain of
+    stages for the data given, each selected on the user's own task with the starting model as a candidate;
+    returns the report (also in ``output/report.json`` and ``report.md``), the model in ``output/model``.
+    Options: ``pairs=``, ``scored=``, ``classes=``, ``teacher=``, ``eval_task=``, ``steps=``, ... (see
+    :class:`embtune.adapt.AdaptConfig`).
+
+    >>> report = embtune.adapt("minilm-l6", "titles.txt", "runs/adapted", pairs="pairs.tsv", teacher="mpnet-base")
+    """
+    from embtune.adapt import adapt as _adapt
+
+    return _adapt(model, corpus, output, **options)
+
+
 def __getattr__(name: str):
     if name == "Index":  # imported on first use: ``import embtune`` stays light
         from embtune.search.index import Index
@@ -48,4 +63,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'embtune' has no attribute {name!r}")
 
 
-__all__ = ["load", "mine", "Index", "__version__"]
+__all__ = ["load", "mine", "adapt", "Index", "__version__"]

@@ -1,4 +1,4 @@
-"""The ``embtune`` command: train, eval, encode, report, index, search, serve."""
+"""The ``embtune`` command: adapt, train, eval, encode, report, index, search, serve."""
 
 from __future__ import annotations
 
@@ -225,10 +225,40 @@ def _add_word_vectors(sub) -> None:
     _add_precision(p)
 
 
+def _add_adapt(sub) -> None:
+    from embtune.adapt.config import ADAPT_OPTIONS
+    from embtune.options import add_flags
+
+    p = sub.add_parser("adapt", help="adapt a model to your domain in one command: corpus (+ labels, + a teacher) "
+                                     "in, a model better on your held-out task out, with a report",
+                       description="Runs the measured-best chain of stages for the data given (embtune/adapt/"
+                                   "recipes.py), each selected on your own task with the starting model as a "
+                                   "candidate. Every option is also a YAML key for --config.")
+    p.add_argument("--config", help="YAML file with any of the options below (flags override it)")
+    add_flags(p.add_argument_group("options"), ADAPT_OPTIONS.values())
+    p.add_argument("--overwrite", action="store_true", help="clear a non-empty --output folder first")
+    p.add_argument("--progress", action="store_true", help="progress bars instead of log lines")
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from embtune.adapt import adapt
+    from embtune.adapt.config import make_adapt_config
+
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "config", "verbose", "overwrite", "progress")}
+    for flag in ("trust_remote_code", "allow_pickle_weights"):  # only from this command line, never from a file
+        given.setdefault(flag, False)
+    cfg = make_adapt_config(args.config, **given)
+    check_output_folder("--output", cfg.output)
+    report = adapt(config=cfg, overwrite=args.overwrite, progress=args.progress)
+    print((Path(cfg.output) / "report.md").read_text(encoding="utf-8"))
+    return 0 if report["status"] == "done" else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embtune", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_adapt(sub)
     _add_train(sub)
     _add_eval(sub)
     _add_encode(sub)
@@ -585,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     try:
-        return {"train": cmd_train, "eval": cmd_eval, "encode": cmd_encode, "report": cmd_report, "index": cmd_index,
+        return {"adapt": cmd_adapt, "train": cmd_train, "eval": cmd_eval, "encode": cmd_encode, "report": cmd_report, "index": cmd_index,
                 "search": cmd_search, "serve": cmd_serve, "mine": cmd_mine,
                 "word-vectors": cmd_word_vectors}[args.command](args)
     except EmbtuneError as e:

@@ -79,10 +79,15 @@ def hold_out(data: TrainData, fraction: float) -> DevSplit:
 
 def write_held_out(split: DevSplit, path: Path) -> None:
     """The held-out rows, tab-separated with a header of the column names."""
+    write_rows(split.held_out, path)
+
+
+def write_rows(data: TrainData, path: Path) -> None:
+    """Rows of labelled data, tab-separated with a header of the column names (a file every reader takes)."""
     with open(path, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\", lineterminator="\n")
-        w.writerow(split.held_out.columns)
-        for ex, label in zip(split.held_out.examples, _labels(split.held_out)):
+        w.writerow(data.columns)
+        for ex, label in zip(data.examples, _labels(data)):
             if isinstance(label, float):
                 label = f"{label:g}"
             w.writerow((*ex, label) if label is not None else ex)

@@ -218,13 +218,18 @@ class RetrievalEval:
         self.task = task
 
     @classmethod
-    def from_folder(cls, folder: str) -> "RetrievalEval":
+    def from_folder(cls, folder: str, purpose: str = "select") -> "RetrievalEval":
+        """``purpose``: ``select`` reads ``qrels/dev.tsv`` when the folder has one (else test, warned);
+        ``report`` (a held-out figure) reads ``qrels/test.tsv`` when it has one (else dev)."""
         from embtune.evaluation.retrieval import load_beir
 
         path = Path(folder)
         if not path.is_dir():
             raise EmbtuneError(f"--eval-task beir:{folder}: not a folder (expected corpus.jsonl, queries.jsonl, qrels/)")
-        split = "dev" if (path / "qrels" / "dev.tsv").is_file() else "test"
+        has = {s: (path / "qrels" / f"{s}.tsv").is_file() for s in ("dev", "test")}
+        if purpose == "report":
+            return cls(load_beir(path, split="test" if has["test"] or not has["dev"] else "dev"))
+        split = "dev" if has["dev"] else "test"
         if split == "test":
             logger.warning("beir:%s has no qrels/dev.tsv: selecting on qrels/test.tsv (report test numbers from "
                            "other queries, or give a dev split)", folder)
@@ -242,8 +247,9 @@ class LoadedTask:
     evaluator: Any
 
 
-def load_task(spec: TaskSpec, evaluator: Any = None) -> LoadedTask:
-    """Read the task's files now (before training), so a bad file fails before any step is taken."""
+def load_task(spec: TaskSpec, evaluator: Any = None, purpose: str = "select") -> LoadedTask:
+    """Read the task's files now (before training), so a bad file fails before any step is taken.
+    ``purpose``: ``select`` (training's evaluations) or ``report`` (a held-out figure: a BEIR folder's test qrels)."""
     if evaluator is not None:
         return LoadedTask(spec, evaluator)
     if spec.kind == "stsb-dev":
@@ -253,7 +259,7 @@ def load_task(spec: TaskSpec, evaluator: Any = None) -> LoadedTask:
     elif spec.kind == "zh":
         ev = _ZhDev(spec.target)
     elif spec.kind == "beir":
-        ev = RetrievalEval.from_folder(spec.target)
+        ev = RetrievalEval.from_folder(spec.target, purpose)
     elif spec.kind == "scored":
         from embtune.evaluation.pair_eval import ScoredPairEval
         ev = ScoredPairEval.from_file(spec.target)

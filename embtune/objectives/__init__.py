@@ -7,6 +7,8 @@ from embtune.errors import EmbtuneError
 from embtune.objectives.base import Batch, Objective
 from embtune.objectives.cosent import CoSENT
 from embtune.objectives.distill import Distill
+from embtune.objectives.guided_contrastive import GuidedContrastive
+from embtune.objectives.listwise_distill import ListwiseDistill
 from embtune.objectives.multiview_am import MultiViewAMSoftmax
 from embtune.objectives.sup_simcse import SupSimCSE
 from embtune.objectives.supcon import SupCon
@@ -19,6 +21,8 @@ OBJECTIVES: dict[str, type[Objective]] = {
     MultiViewAMSoftmax.name: MultiViewAMSoftmax,
     TSDAE.name: TSDAE,
     Distill.name: Distill,
+    ListwiseDistill.name: ListwiseDistill,
+    GuidedContrastive.name: GuidedContrastive,
     CoSENT.name: CoSENT,
     SupCon.name: SupCon,
 }
@@ -30,4 +34,4 @@ def get_objective_class(name: str) -> type[Objective]:
     return OBJECTIVES[name]
 
 
-__all__ = ["Batch", "Objective", "OBJECTIVES", "get_objective_class", "UnsupSimCSE", "SupSimCSE", "MultiViewAMSoftmax", "TSDAE", "Distill", "CoSENT", "SupCon"]
+__all__ = ["Batch", "Objective", "OBJECTIVES", "get_objective_class", "UnsupSimCSE", "SupSimCSE", "MultiViewAMSoftmax", "TSDAE", "Distill", "ListwiseDistill", "GuidedContrastive", "CoSENT", "SupCon"]

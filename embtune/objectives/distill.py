@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,31 +47,41 @@ LOSSES = ("mse", "relational", "similarity")
 class TeacherCache:
     """Teacher embeddings of a list of sentences, computed once and kept on disk."""
 
-    def __init__(self, teacher: str, root: Path | None = None, allow_pickle: bool = False):
+    def __init__(self, teacher: str, root: Path | None = None, allow_pickle: bool = False, precision: str = "fp32"):
         self.teacher, self.allow_pickle = teacher, allow_pickle
+        #: the teacher pass's precision (``auto``: bf16 where the device runs it natively); part of the key
+        self.precision = precision
         self.root = root or cache_dir() / "teacher"
         self.forwards = 0  # sentences the teacher actually encoded (for tests and logs)
+        self.seconds = 0.0  # time of the teacher pass (0 when read from the cache)
 
     @staticmethod
-    def key(teacher: nn.Module, texts: list[str]) -> str:
-        """The teacher's weights and settings (not its path), and the sentences."""
+    def key(teacher: nn.Module, texts: list[str], precision: str = "fp32") -> str:
+        """The teacher's weights and settings (not its path), the precision it ran in, and the sentences."""
         settings = "|".join(f"{a}={getattr(teacher, a, None)}" for a in
                             ("pooler", "max_seq_length", "normalize", "mlp_only_train", "do_lower_case"))
+        if precision != "fp32":  # fp32 keys stay those of earlier runs
+            settings += f"|precision={precision}"
         h = hashlib.sha256(weights_digest(teacher, f"{type(teacher).__name__}|{settings}").encode())
         for t in texts:
             h.update(b"\0" + t.encode("utf-8"))
         return h.hexdigest()[:32]
 
-    def embeddings(self, texts: list[str], batch_size: int = 128) -> Tensor:
+    def embeddings(self, texts: list[str], batch_size: int = 128, encoder: nn.Module | None = None) -> Tensor:
+        """``encoder``: the teacher already loaded (else it is loaded from ``self.teacher``)."""
         from embtune.encoders import load_encoder
+        from embtune.precision import resolve_precision
 
-        teacher = load_encoder(self.teacher, allow_pickle=self.allow_pickle)
-        path = self.root / f"{self.key(teacher, texts)}.safetensors"
+        teacher = encoder if encoder is not None else load_encoder(self.teacher, allow_pickle=self.allow_pickle)
+        precision = resolve_precision(self.precision, teacher.device, what="teacher precision")
+        path = self.root / f"{self.key(teacher, texts, precision)}.safetensors"
         if path.is_file():
             logger.info("teacher embeddings from the cache %s", path)
             return load_file(str(path))["embeddings"]
-        logger.info("encoding %d distinct sentences with the teacher %s", len(texts), self.teacher)
-        emb = torch.from_numpy(teacher.encode(texts, batch_size=batch_size))
+        logger.info("encoding %d distinct sentences with the teacher %s (%s)", len(texts), self.teacher, precision)
+        t0 = time.perf_counter()
+        emb = torch.from_numpy(teacher.encode(texts, batch_size=batch_size, precision=precision))
+        self.seconds = time.perf_counter() - t0
         self.forwards += len(texts)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -80,8 +91,14 @@ class TeacherCache:
 
 
 @dataclass
-class DistillOptions(TemperatureOptions):
+class TeacherOptions(TemperatureOptions):
+    """The teacher option every objective with a teacher shares (declared once, inherited)."""
+
     teacher: str | None = option(None, "the teacher model (built-in name, folder or Hugging Face id); required")
+
+
+@dataclass
+class DistillOptions(TeacherOptions):
     distill_loss: str = option("mse", "mse: embeddings; relational: in-batch similarity distributions (KL); "
                                       "similarity: in-batch cosine matrices", choices=LOSSES)
 

@@ -1,0 +1,106 @@
+"""The options of ``embtune adapt``, declared once: the flags, the YAML keys and the saved
+``adapt_config.json`` all come from :class:`AdaptConfig` (see :mod:`embtune.options`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from embtune.config import PRECISIONS, load_yaml
+from embtune.errors import EmbtuneError
+from embtune.options import at_least, error, in_range, option, options_of, positive
+
+
+@dataclass
+class AdaptConfig:
+    model: str = option("minilm-l6", "the model to adapt: built-in name, local folder or Hugging Face id")
+    corpus: str | None = option(None, "the user's unlabeled in-domain texts: .txt (one per line), .jsonl "
+                                      "(_id/id + text, optional title), .tsv (id<TAB>text) or a BEIR folder "
+                                      "(its corpus.jsonl); required")
+    output: str | None = option(None, "output folder: the adapted model (OUTPUT/model), each stage's run, "
+                                      "report.md/report.json; required")
+    pairs: str | None = option(None, "(query, positive) pairs, sent0,sent1[,hard_neg]: every positive must be a "
+                                     "text of --corpus")
+    scored: str | None = option(None, "scored or 0/1-labelled pairs: sent0,sent1,score or sent0,sent1,label")
+    classes: str | None = option(None, "class-labelled texts: text,label")
+    teacher: str | None = option(None, "a stronger model whose ranking of the corpus is distilled (e.g. mpnet-base)")
+    eval_task: str | None = option(None, "the user's held-out task(s), reported before and after (never trained or "
+                                         "selected on): beir:<folder>, scored:<file>, binary:<file>, "
+                                         "classes:<file>, a built-in name; repeatable", repeatable=True)
+    stages: str | None = option(None, "the stages to run, comma-separated (default: the plan for the data given, "
+                                      "embtune/adapt/recipes.py)", repeatable=True)
+    steps: int | None = option(None, "training steps of every stage (default: each stage's own)", check=at_least(1))
+    evaluations: int = option(4, "selection evaluations per stage after step 0 (evenly spaced, the last at the end)",
+                              check=at_least(1))
+    dev_fraction: float = option(0.2, "share of the labelled queries/groups held out for selection",
+                                 check=lambda v: None if 0 < v <= 0.5 else "a value in (0, 0.5]")
+    batch_size: int = option(64, "texts or rows per training step", check=at_least(4))
+    max_seq_length: int = option(64, "tokens per text in training", check=at_least(8))
+    lr: float | None = option(None, "peak learning rate of every stage (default: each stage's own)", check=positive)
+    sts: bool = option(True, "score the STS table before and after (a general-quality check)")
+    seed: int = option(42, "random seed", check=in_range(0, 2**32 - 1, include_high=True))
+    device: str | None = option(None, "cpu, cuda, cuda:N (default: cuda when available)")
+    precision: str = option("auto", "auto (bf16 where the device runs it natively, else fp32), fp32, bf16 or fp16: "
+                                    "training, evaluation and the teacher pass", choices=PRECISIONS)
+    trust_remote_code: bool = option(False, "run code shipped with the model or teacher (only from this command line)")
+    allow_pickle_weights: bool = option(False, "load pickle-based weights (only from this command line)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "AdaptConfig":
+        opts = options_of(AdaptConfig)
+        for name, o in opts.items():
+            problem = o.problem(getattr(self, name))
+            if problem:
+                raise error(o, problem)
+        for flag in ("corpus", "output"):
+            if not getattr(self, flag):
+                raise EmbtuneError(f"--{flag}: required")
+        return self
+
+
+ADAPT_OPTIONS = options_of(AdaptConfig)
+
+
+def make_adapt_config(config_file: str | None = None, **values: Any) -> AdaptConfig:
+    """defaults < YAML file < ``values`` -> a validated :class:`AdaptConfig`; an unknown name or a bad value is an
+    error naming the flag or the YAML line."""
+    where: dict[str, str | None] = {}
+    merged: dict[str, Any] = {}
+    if config_file:
+        raw, lines = load_yaml(config_file)
+        for k, v in raw.items():
+            merged[k], where[k] = v, f"{config_file}:{lines.get(k, '?')}"
+    for k, v in values.items():
+        merged[k], where[k] = v, None
+    coerced: dict[str, Any] = {}
+    for name, v in merged.items():
+        o = ADAPT_OPTIONS.get(name)
+        if o is None:
+            loc = where.get(name)
+            msg = f"unknown option {name!r}; known: {', '.join(ADAPT_OPTIONS)}"
+            raise EmbtuneError(f"{loc}: {msg}" if loc else f"--{name.replace('_', '-')}: {msg}")
+        try:
+            coerced[name] = o.coerce(v)
+        except ValueError as e:
+            raise error(o, str(e), where.get(name)) from None
+        problem = o.problem(coerced[name])
+        if problem:
+            raise error(o, problem, where.get(name))
+    return AdaptConfig(**coerced).validate()
+
+
+def corpus_file(path: str) -> Path:
+    """``--corpus``: a file, or a BEIR folder's ``corpus.jsonl``."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / "corpus.jsonl").is_file():
+            return p / "corpus.jsonl"
+        raise EmbtuneError(f"--corpus {path}: a folder without corpus.jsonl (expected a BEIR folder or a .txt/.jsonl/"
+                           ".tsv file)")
+    if not p.is_file():
+        raise EmbtuneError(f"--corpus {path}: not found (expected a .txt, .jsonl or .tsv file, or a BEIR folder)")
+    return p

@@ -1,0 +1,86 @@
+"""The one report of ``embtune adapt``: ``OUTPUT/report.json`` (everything) and ``OUTPUT/report.md`` (to read)."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+from embtune.utils import write_json
+
+#: metrics shown per held-out task kind (all are in report.json)
+SHOWN = ("ndcg@10", "map@100", "recall@10", "spearman", "ap", "f1", "map", "knn_accuracy")
+
+
+def machine() -> str:
+    import os
+
+    import torch
+
+    flags = ""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        flags = ", ".join(f for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2") if f" {f}" in text)
+    except OSError:
+        pass
+    gpu = f"; GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{platform.machine()} {os.cpu_count()} cores ({flags or 'flags unknown'}), torch {torch.__version__}{gpu}"
+
+
+def _kept(stages: list[dict]) -> str:
+    trained = [s for s in stages if s.get("status") == "done" and "selected_step" in s]
+    if not trained:
+        return "no stage finished"
+    improved = [s for s in trained if s["selected_step"]]
+    if not improved:
+        return "the starting model (no stage beat it on the selection task)"
+    last = improved[-1]
+    return f"stage {last['stage']}, step {last['selected_step']} of {last['steps']} (later stages kept it)" \
+        if last is not trained[-1] else f"stage {last['stage']}, step {last['selected_step']} of {last['steps']}"
+
+
+def render(report: dict) -> str:
+    cfg = report["config"]
+    lines = [f"# embtune adapt: {cfg['model']} on {cfg['corpus']}", "",
+             f"Status: **{report['status']}**" + (f" — {report['error']}" if report.get("error") else "")
+             + f"; {report.get('seconds', 0):.0f} s in all on {machine()}; precision {report.get('precision')}.", "",
+             "Inputs: " + ", ".join(f"{k} {cfg[k]}" for k in ("corpus", "pairs", "scored", "classes", "teacher") if cfg.get(k))
+             + ("; " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in report.get("inputs", {}).items()) if report.get("inputs") else ""),
+             ""]
+    sel = report.get("selection")
+    if sel:
+        lines += [f"Selection task ({sel['kind']}): `{sel['task']}`, metric `{sel['metric']}`; every stage is evaluated on "
+                  "it at step 0 and evenly spaced steps and returns its best checkpoint.", ""]
+    lines += [f"Kept: {_kept(report.get('stages', []))}.", ""]
+    before, after = report.get("before", {}), report.get("after", {})
+    if before.get("tasks"):
+        lines += ["## Your held-out task(s)", "", "| metric | before | after | change |", "|---|---:|---:|---:|"]
+        for k, v in before["tasks"].items():
+            if k.split("/", 1)[-1] in SHOWN:
+                a = after.get("tasks", {}).get(k)
+                lines.append(f"| {k} | {v:.2f} | " + (f"{a:.2f} | {a - v:+.2f} |" if a is not None else "– | – |"))
+        lines.append("")
+    if before.get("sts"):
+        lines += ["## General quality: STS (Spearman ×100)", "", "| task | before | after | change |", "|---|---:|---:|---:|"]
+        rows = [*before["sts"].items(), ("avg", before["sts_avg"])]
+        for k, v in rows:
+            a = after.get("sts", {}).get(k) if k != "avg" else after.get("sts_avg")
+            lines.append(f"| {k} | {v:.2f} | " + (f"{a:.2f} | {a - v:+.2f} |" if a is not None else "– | – |"))
+        lines.append("")
+    lines += ["## Stages", "", "| stage | what | selection: start → best | kept step | wall s |", "|---|---|---:|---:|---:|"]
+    for s in report.get("stages", []):
+        if "objective" in s:
+            sel_txt = (f"{s['start_value']:.2f} → {s['best_value']:.2f}" if s.get("status") == "done"
+                       else f"failed: {s.get('error', '')[:120]}")
+            step = f"{s['selected_step']} / {s['steps']} (every {s['eval_steps']})" if s.get("status") == "done" else "–"
+            lines.append(f"| {s['stage']} ({s['objective']}) | {s['what']} | {sel_txt} | {step} | {s.get('seconds', 0):.0f} |")
+        else:
+            extra = f" ({s['texts_encoded']:,} texts encoded, {s['precision']})" if "texts_encoded" in s else ""
+            lines.append(f"| {s['stage']} | {extra.strip(' ()')} | | | {s.get('seconds', 0):.0f} |")
+    lines += ["", f"The adapted model: `{cfg['output']}/model` (a sentence-transformers folder); each stage's run: "
+              f"`{cfg['output']}/stages/`.", ""]
+    return "\n".join(lines)
+
+
+def write_report(out: Path, report: dict) -> None:
+    write_json(out / "report.json", report)
+    (out / "report.md").write_text(render(report), encoding="utf-8")

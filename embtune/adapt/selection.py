@@ -1,0 +1,199 @@
+"""The user's inputs read and checked, and the selection task every stage of ``embtune adapt`` is chosen on.
+
+Selection must predict the held-out result, so it is scored the way the user's task is:
+
+- **(query, positive) pairs** (``--pairs``): a share of the queries (``--dev-fraction``, the first in SHA-1
+  order of their text, :func:`embtune.data.dev_split.split_groups`) is held out of training; each ranks the
+  **whole corpus** (every positive is a corpus text), relevant = its positives. The same retrieval over
+  the same corpus that the user's held-out queries face, not the few hundred texts of the pairs file.
+- **scored / 0-1 pairs** (``--scored``): held-out groups, Spearman or AP of the cosine.
+- **class-labelled texts** (``--classes``): held-out texts, same-class MAP.
+- **corpus and teacher only**: agreement with the teacher — a few hundred corpus texts (the first in SHA-1
+  order) are held out of training as queries, relevant = the teacher's 10 nearest other corpus texts, the
+  rest of the corpus ranked. It measures how much of the teacher's ranking the student reproduces on texts
+  it never trained on; it is a proxy, as good as the teacher is on the user's task.
+
+Everything is written under ``OUTPUT/data/`` (the training files of each stage, the selection task as a BEIR
+folder or a pairs file), so a stage is an ordinary ``embtune train`` run that can be rerun by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from embtune.data.dev_split import hold_out, write_held_out, write_rows
+from embtune.data.readers import (BINARY_PAIR_COLUMNS, CLASS_COLUMNS, PAIR_COLUMNS, SCORED_PAIR_COLUMNS,
+                                  TRIPLE_COLUMNS, TrainData, read_train_file)
+from embtune.errors import EmbtuneError, located
+
+logger = logging.getLogger(__name__)
+
+#: teacher-agreement selection: held-out corpus texts (at most this many, and at most 5% of the corpus)
+AGREEMENT_QUERIES = 300
+AGREEMENT_DEPTH = 10
+
+
+@dataclass
+class Inputs:
+    """What ``adapt`` trains and selects on, all files under ``OUTPUT/data``."""
+
+    corpus: dict[str, str]  # id -> text, as given
+    train_files: dict[str, Path] = field(default_factory=dict)  # stage data kind -> training file
+    selection: str = ""  # an --eval-task spec (named "select")
+    selection_kind: str = ""  # pairs, scored, classes or teacher-agreement
+    counts: dict = field(default_factory=dict)
+
+    @property
+    def metric(self) -> str:
+        return {"pairs": "select/ndcg@10", "teacher-agreement": "select/ndcg@10", "scored": "select/spearman",
+                "binary": "select/ap", "classes": "select/map"}[self.selection_kind]
+
+
+def read_corpus(path: Path) -> dict[str, str]:
+    from embtune.search.corpus import read_id_texts
+
+    corpus = read_id_texts(path, "document")
+    empty = [i for i, t in corpus.items() if not t.strip()]
+    if empty:
+        raise EmbtuneError(f"--corpus {path}: document {empty[0]!r} has an empty text ({len(empty)} such)")
+    return corpus
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def _labelled(flag: str, path: str, layouts: tuple[tuple[str, ...], ...], what: str) -> TrainData:
+    data = read_train_file(path)
+    if data.columns not in layouts:
+        raise EmbtuneError(f"--{flag} {path}: expected {what}; the file has columns ({', '.join(data.columns)})"
+                           + ("" if flag == "pairs" else " — a header row names the columns"))
+    return data
+
+
+def _write_beir(folder: Path, corpus: dict[str, str], queries: dict[str, str], qrels: list[tuple[str, str]]) -> None:
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    with open(folder / "corpus.jsonl", "w", encoding="utf-8") as f:
+        for i, t in corpus.items():
+            f.write(json.dumps({"_id": i, "text": t}, ensure_ascii=False) + "\n")
+    with open(folder / "queries.jsonl", "w", encoding="utf-8") as f:
+        for i, t in queries.items():
+            f.write(json.dumps({"_id": i, "text": t}, ensure_ascii=False) + "\n")
+    with open(folder / "qrels" / "dev.tsv", "w", encoding="utf-8") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for q, d in qrels:
+            f.write(f"{q}\t{d}\t1\n")
+
+
+def _write_corpus_txt(path: Path, texts: list[str]) -> None:
+    path.write_text("".join(t.replace("\n", " ") + "\n" for t in texts), encoding="utf-8")
+
+
+def distinct_texts(corpus: dict[str, str]) -> list[str]:
+    texts = list(dict.fromkeys(t.strip().replace("\n", " ") for t in corpus.values()))
+    if len(texts) < len(corpus):
+        logger.info("--corpus: %d repeated texts counted once (%d distinct of %d)", len(corpus) - len(texts),
+                    len(texts), len(corpus))
+    return texts
+
+
+def prepare_inputs(cfg, corpus_path: Path, data_dir: Path, teacher_encoder=None) -> Inputs:
+    """Read and check every input, write the stages' training files and the selection task into ``data_dir``.
+
+    ``teacher_encoder``: called only for teacher-agreement selection, ``(texts) -> normalized embeddings``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    corpus = read_corpus(corpus_path)
+    inputs = Inputs(corpus)
+    texts = distinct_texts(corpus)
+    if len(texts) < 3:
+        raise EmbtuneError(f"--corpus {corpus_path}: {len(texts)} distinct text(s); adapt needs at least 3")
+    inputs.counts.update(corpus_documents=len(corpus), corpus_distinct_texts=len(texts))
+    held_texts: set[str] = set()
+
+    if cfg.pairs:
+        data = _labelled("pairs", cfg.pairs, (PAIR_COLUMNS, TRIPLE_COLUMNS), "(query, positive) pairs: sent0,sent1 "
+                         "or sent0,sent1,hard_neg")
+        ids_of: dict[str, list[str]] = {}
+        for i, t in corpus.items():
+            ids_of.setdefault(t.strip(), []).append(i)
+        from embtune.training.mining import _data_lines
+
+        missing = [k for k, ex in enumerate(data.examples) if ex[1].strip() not in ids_of]
+        if missing:
+            k, lines = missing[0], _data_lines(data.path, len(data))
+            raise located(data.path, lines[k], f"--pairs: the positive {data.examples[k][1][:80]!r} is not a text of "
+                                               f"--corpus {corpus_path} ({len(missing)} of {len(data)} positives are "
+                                               "missing); the selection ranks the corpus, so it must hold every positive")
+        split = hold_out(data, cfg.dev_fraction)
+        train_path = data_dir / "pairs-train.tsv"
+        write_rows(split.train, train_path)
+        inputs.train_files["pairs"] = train_path
+        queries, qrels = {}, []
+        for q, p, *_ in split.held_out.examples:
+            qid = queries.setdefault(q, f"q{len(queries)}")
+            qrels.extend((qid, d) for d in ids_of[p.strip()])
+        _write_beir(data_dir / "selection", corpus, {v: k for k, v in queries.items()}, sorted(set(qrels)))
+        inputs.selection, inputs.selection_kind = f"select=beir:{data_dir / 'selection'}", "pairs"
+        inputs.counts.update(pairs=len(data), pairs_train=len(split.train), selection_queries=len(queries),
+                             selection_corpus=len(corpus))
+    if cfg.scored:
+        data = _labelled("scored", cfg.scored, (SCORED_PAIR_COLUMNS, BINARY_PAIR_COLUMNS),
+                         "scored or 0/1 pairs: sent0,sent1,score or sent0,sent1,label")
+        inputs.train_files["scored"] = _split_labelled(inputs, data, cfg, data_dir, "scored",
+                                                       "scored" if data.columns == SCORED_PAIR_COLUMNS else "binary")
+    if cfg.classes:
+        data = _labelled("classes", cfg.classes, (CLASS_COLUMNS,), "class-labelled texts: text,label")
+        inputs.train_files["classes"] = _split_labelled(inputs, data, cfg, data_dir, "classes", "classes")
+    if not inputs.selection and cfg.teacher and teacher_encoder is not None:
+        held_texts = _teacher_agreement(inputs, texts, data_dir, teacher_encoder)
+    corpus_train = [t for t in texts if t not in held_texts]
+    _write_corpus_txt(data_dir / "corpus.txt", corpus_train)
+    inputs.train_files["corpus"] = data_dir / "corpus.txt"
+    inputs.counts["corpus_train_texts"] = len(corpus_train)
+    return inputs
+
+
+def _split_labelled(inputs: Inputs, data: TrainData, cfg, data_dir: Path, name: str, kind: str) -> Path:
+    """Hold out groups of a labelled file; the held-out rows are the selection task when no earlier input
+    gave one (pairs come first), else they are trained on too."""
+    train_path = data_dir / f"{name}-train.tsv"
+    if inputs.selection:  # selection is already on the pairs: train on all of it
+        write_rows(data, train_path)
+        return train_path
+    split = hold_out(data, cfg.dev_fraction)
+    write_rows(split.train, train_path)
+    write_held_out(split, data_dir / f"{name}-selection.tsv")
+    inputs.selection, inputs.selection_kind = f"select={kind}:{data_dir / f'{name}-selection.tsv'}", kind
+    inputs.counts.update({f"{name}": len(data), f"{name}_train": len(split.train),
+                          "selection_rows": len(split.held_out)})
+    return train_path
+
+
+def _teacher_agreement(inputs: Inputs, texts: list[str], data_dir: Path, teacher_encoder) -> set[str]:
+    """Hold out corpus texts as queries whose relevant documents are the teacher's nearest other texts."""
+    from embtune.search import topk
+
+    n = min(AGREEMENT_QUERIES, max(1, len(texts) // 20))
+    if len(texts) - n <= AGREEMENT_DEPTH:
+        raise EmbtuneError(f"--corpus: {len(texts)} distinct texts are too few to select on agreement with the "
+                           f"teacher (queries + {AGREEMENT_DEPTH} neighbours each); give labels or more text")
+    order = sorted(texts, key=lambda t: (_sha(t), t))
+    held = order[:n]
+    rest = [t for t in texts if t not in set(held)]
+    emb = teacher_encoder(held + rest)
+    idx, _ = topk(emb[:n], emb[n:], AGREEMENT_DEPTH)
+    docs = {f"d{i}": t for i, t in enumerate(rest)}
+    queries = {f"q{i}": t for i, t in enumerate(held)}
+    qrels = [(f"q{i}", f"d{j}") for i, row in enumerate(idx) for j in row]
+    _write_beir(data_dir / "selection", docs, queries, qrels)
+    inputs.selection, inputs.selection_kind = f"select=beir:{data_dir / 'selection'}", "teacher-agreement"
+    inputs.counts.update(selection_queries=n, selection_corpus=len(docs))
+    logger.info("selection: agreement with the teacher's %d nearest texts for %d held-out corpus texts", AGREEMENT_DEPTH, n)
+    return set(held)
+

@@ -1,0 +1,214 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import embtune
+from embtune.adapt import adapt, plan
+from embtune.adapt.config import make_adapt_config
+from embtune.errors import EmbtuneError
+
+SMALL = dict(steps=4, evaluations=2, batch_size=8, max_seq_length=16, lr=1e-3, sts=False, seed=3)
+
+
+def _run(domain, out, **kw):
+    values = dict(SMALL, model=str(kw.pop("model")), corpus=str(domain["corpus"]), output=str(out))
+    values.update({k: str(v) if isinstance(v, Path) else v for k, v in kw.items()})
+    return adapt(**values)
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_corpus_pairs_and_teacher_run_the_planned_chain(domain, tiny_st, tmp_path):
+    out = tmp_path / "run"
+    rep = _run(domain, out, model=tiny_st, pairs=domain["pairs"], teacher=tiny_st,
+               eval_task=f"beir:{domain['heldout']}")
+    assert rep["status"] == "done"
+    assert rep["plan"] == ["distill", "guided"]
+    stages = [s for s in rep["stages"] if "objective" in s]
+    assert [s["objective"] for s in stages] == ["listwise-distill", "guided"]
+    # the chain: stage 2 starts from stage 1's returned model and is selected on the same task
+    assert stages[1]["from"] == stages[0]["output"]
+    assert all(s["metric"] == "select/ndcg@10" for s in stages)
+    # each stage starts where the previous ended and returns its best: the selection value never falls
+    assert stages[1]["start_value"] == pytest.approx(stages[0]["best_value"], abs=1e-6)
+    assert stages[0]["best_value"] >= stages[0]["start_value"] and stages[1]["best_value"] >= stages[1]["start_value"]
+    # selection ranks the whole corpus (64 texts), not only the pairs file's positives
+    sel = out / "data" / "selection"
+    assert sum(1 for _ in open(sel / "corpus.jsonl")) == 64
+    held = [json.loads(x)["text"] for x in open(sel / "queries.jsonl")]
+    trained = (out / "data" / "pairs-train.tsv").read_text().splitlines()[1:]
+    assert held and not set(held) & {r.split("\t")[0] for r in trained}  # no held-out query is trained on
+    # the held-out task, before and after; the model loads
+    key = f"beir:heldout/ndcg@10"
+    assert key in rep["before"]["tasks"] and key in rep["after"]["tasks"]
+    assert embtune.load(str(out / "model")).encode(["a man ."]).shape == (1, 32)
+    md = (out / "report.md").read_text()
+    assert "Your held-out task" in md and "teacher pass" in md and "Kept:" in md
+    assert json.loads((out / "adapt_config.json").read_text())["teacher"] == str(tiny_st)
+    assert (out / "versions.json").is_file() and not (out / ".adapt.lock").exists()
+
+
+def test_the_kept_model_is_the_last_stages_selected_checkpoint(domain, tiny_st, tmp_path):
+    out = tmp_path / "run"
+    rep = _run(domain, out, model=tiny_st, pairs=domain["pairs"])
+    assert rep["plan"] == ["pairs"]
+    stage = out / "stages" / "1-pairs"
+    a, b = _weights(out / "model"), _weights(stage)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not (out / "model" / "checkpoints").exists()
+
+
+def test_a_stage_that_cannot_beat_the_start_hands_back_the_start(domain, tiny_st, tmp_path):
+    # a learning rate this large wrecks the model in one step: selection must keep step 0 (negative control
+    # for the guarantee, which a run that always improved would not exercise)
+    out = tmp_path / "run"
+    rep = _run(domain, out, model=tiny_st, pairs=domain["pairs"], lr=5.0, steps=2, evaluations=1)
+    stage = [s for s in rep["stages"] if "objective" in s][0]
+    start = _weights(Path(tiny_st))
+    kept = _weights(out / "model")
+    if stage["selected_step"] == 0:
+        assert all(torch.equal(start[k], kept[k]) for k in start)
+    else:  # the wrecked model happened to score higher on the selection task: it is then what was kept
+        assert stage["best_value"] > stage["start_value"]
+
+
+def test_teacher_alone_selects_on_agreement_with_the_teacher(domain, tiny_st, tmp_path):
+    out = tmp_path / "run"
+    rep = _run(domain, out, model=tiny_st, teacher=tiny_st)
+    assert rep["plan"] == ["distill"] and rep["selection"]["kind"] == "teacher-agreement"
+    queries = [json.loads(x)["text"] for x in open(out / "data" / "selection" / "queries.jsonl")]
+    train = (out / "data" / "corpus.txt").read_text().splitlines()
+    assert queries and not set(queries) & set(train)  # held-out texts are never distilled on
+    assert len(queries) + len(train) == 64
+
+
+@pytest.mark.parametrize("flag,objective,metric", [("scored", "cosent", "select/spearman"),
+                                                   ("classes", "supcon", "select/map")])
+def test_labels_of_other_kinds(domain, tiny_st, tmp_path, flag, objective, metric):
+    rep = _run(domain, tmp_path / "run", model=tiny_st, **{flag: domain[flag]})
+    stage = [s for s in rep["stages"] if "objective" in s][0]
+    assert stage["objective"] == objective and stage["metric"] == metric and rep["status"] == "done"
+
+
+def test_plan_follows_the_data_and_stages_are_checked():
+    assert [s.name for s in plan({"corpus", "teacher", "pairs", "scored"})] == ["distill", "guided", "cosent"]
+    assert [s.name for s in plan({"corpus", "pairs"})] == ["pairs"]
+    with pytest.raises(EmbtuneError, match="--corpus alone"):
+        plan({"corpus"})
+    with pytest.raises(EmbtuneError, match="--stages guided: needs --teacher"):
+        plan({"corpus", "pairs"}, ["guided"])
+    with pytest.raises(EmbtuneError, match="unknown stage 'nope'"):
+        plan({"corpus", "pairs"}, ["nope"])
+
+
+# ---- bad input: each a clear error naming the file, line or flag -------------------------------------------
+
+def test_empty_corpus(domain, tiny_st, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    with pytest.raises(EmbtuneError, match="empty.txt: no documents"):
+        adapt(**dict(SMALL, model=str(tiny_st), corpus=str(empty), output=str(tmp_path / "o"), pairs=str(domain["pairs"])))
+
+
+def test_a_pairs_positive_missing_from_the_corpus_names_the_line(domain, tiny_st, tmp_path):
+    bad = tmp_path / "pairs.tsv"
+    lines = domain["pairs"].read_text().splitlines()
+    lines[3] = "a question\ta text that is not in the corpus"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(EmbtuneError, match=r"pairs.tsv:4: --pairs: the positive 'a text that is not"):
+        _run(domain, tmp_path / "o", model=tiny_st, pairs=bad)
+
+
+def test_repeated_corpus_ids(domain, tiny_st, tmp_path):
+    c = tmp_path / "c.jsonl"
+    c.write_text('{"_id": "1", "text": "a man ."}\n{"_id": "2", "text": "a dog ."}\n{"_id": "1", "text": "x"}\n')
+    with pytest.raises(EmbtuneError, match=r"c.jsonl:3: duplicate document id '1'"):
+        adapt(**dict(SMALL, model=str(tiny_st), corpus=str(c), output=str(tmp_path / "o"), teacher=str(tiny_st)))
+
+
+def test_labels_in_a_layout_the_flag_cannot_use(domain, tiny_st, tmp_path):
+    with pytest.raises(EmbtuneError, match=r"--pairs .*scored.tsv: expected \(query, positive\) pairs"):
+        _run(domain, tmp_path / "o", model=tiny_st, pairs=domain["scored"])
+    with pytest.raises(EmbtuneError, match=r"--classes .*pairs.tsv: expected class-labelled texts"):
+        _run(domain, tmp_path / "o2", model=tiny_st, classes=domain["pairs"])
+
+
+def test_a_teacher_that_cannot_be_loaded(domain, tiny_st, tmp_path):
+    broken = tmp_path / "not-a-model"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "no-such-family"}')
+    with pytest.raises(EmbtuneError, match=r"--teacher .*not-a-model: cannot be loaded"):
+        _run(domain, tmp_path / "o", model=tiny_st, teacher=broken)
+
+
+def test_an_output_folder_in_use(domain, tiny_st, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "something").write_text("x")
+    with pytest.raises(EmbtuneError, match="--output .*: the folder is not empty"):
+        _run(domain, out, model=tiny_st, pairs=domain["pairs"])
+    (out / "something").unlink()
+    (out / ".adapt.lock").write_text(str(os.getppid()))  # a live process holds it
+    with pytest.raises(EmbtuneError, match="in use by another embtune adapt"):
+        _run(domain, out, model=tiny_st, pairs=domain["pairs"])
+
+
+def test_a_failing_stage_keeps_the_earlier_stages_and_says_which(domain, tiny_st, tmp_path, monkeypatch):
+    import embtune.training as training
+
+    real = training.train
+    calls = []
+
+    def flaky(cfg, **kw):
+        calls.append(cfg.objective)
+        if cfg.objective == "guided":
+            raise EmbtuneError("disk full (injected)")
+        return real(cfg, **kw)
+
+    monkeypatch.setattr(training, "train", flaky)
+    out = tmp_path / "run"
+    with pytest.raises(EmbtuneError, match=r"stage 2 \(guided\) failed: disk full"):
+        _run(domain, out, model=tiny_st, pairs=domain["pairs"], teacher=tiny_st)
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["status"] == "failed" and calls == ["listwise-distill", "guided"]
+    assert (out / "stages" / "1-distill" / "model.safetensors").is_file()
+    assert "stage 2 (guided) failed" in (out / "report.md").read_text()
+
+
+def test_options_are_checked_and_named(tmp_path):
+    with pytest.raises(EmbtuneError, match="--evaluations: expected a finite value >= 1"):
+        make_adapt_config(corpus="c.txt", output="o", evaluations=0)
+    with pytest.raises(EmbtuneError, match="--nope: unknown option 'nope'"):
+        make_adapt_config(corpus="c.txt", output="o", nope=1)
+    with pytest.raises(EmbtuneError, match="--corpus: required"):
+        make_adapt_config(output="o")
+    y = tmp_path / "a.yaml"
+    y.write_text("corpus: c.txt\noutput: o\nsteps: many\n")
+    with pytest.raises(EmbtuneError, match=r"a.yaml:3: option 'steps'"):
+        make_adapt_config(str(y))
+
+
+def test_cli(domain, tiny_st, tmp_path, capsys):
+    from embtune.cli import main
+
+    out = tmp_path / "cli"
+    y = tmp_path / "a.yaml"
+    y.write_text(f"steps: 2\nevaluations: 1\nbatch_size: 8\nmax_seq_length: 16\nsts: false\n")
+    rc = main(["adapt", "--config", str(y), "--model", str(tiny_st), "--corpus", str(domain["corpus"]),
+               "--pairs", str(domain["pairs"]), "--output", str(out), "--eval-task", f"beir:{domain['heldout']}"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "# embtune adapt" in printed and "beir:heldout/ndcg@10" in printed
+    saved = json.loads((out / "adapt_config.json").read_text())
+    assert saved["steps"] == 2 and saved["trust_remote_code"] is False
+    assert main(["adapt", "--model", str(tiny_st), "--corpus", str(tmp_path / "missing.txt"), "--output",
+                 str(tmp_path / "x"), "--pairs", str(domain["pairs"])]) == 2
+    assert "--corpus" in capsys.readouterr().err
