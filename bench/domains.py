@@ -57,7 +57,13 @@ MODEL = "minilm-l6"
 ZH = ("lcqmc", "atec", "bq", "pawsx", "stsb-zh")
 TEACHER = "mpnet-base"
 RECIPES = ("teacher", "unsup", "unsup-anchor", "sup", "sup-anchor", "cosent", "mined", "distill", "distill-nn",
-           "distill-sup", "distill-nn-sup", "distill-nn-cosent", "tsdae-sup")
+           "distill-sup", "distill-nn-sup", "distill-nn-cosent", "tsdae-sup",
+           "adapt", "adapt-corpus", "adapt-labels", "st-mnrl", "st-mnrl-mined")
+#: ``embtune adapt`` rows: which of the domain's inputs the product gets (the plan follows from them)
+ADAPT_ROWS = {"adapt": ("labels", "teacher"), "adapt-corpus": ("teacher",), "adapt-labels": ("labels",)}
+#: sentence-transformers' standard recipe beside it (MultipleNegativesRankingLoss, 3 epochs, batch 64, the
+#: no-duplicates sampler; "-mined": its mine_hard_negatives first)
+ST_ROWS = ("st-mnrl", "st-mnrl-mined")
 #: two-stage recipes: (first stage, second stage); the second starts from the first's returned model
 CHAINS = {"distill-sup": ("distill", "sup"), "distill-nn-sup": ("distill-nn", "sup"),
           "distill-nn-cosent": ("distill-nn", "cosent"), "tsdae-sup": ("tsdae", "sup")}
@@ -125,12 +131,15 @@ def prepare_cqa(forum: str, data: Path, out: Path) -> dict:
     write_tsv(sel / "qrels" / "dev.tsv", ("query-id", "corpus-id", "score"), sel_rows)
     train_rows = [(queries[q], titles[d]) for q, d, _ in tune if q not in select_q]
     write_tsv(out / "pairs.tsv", ("sent0", "sent1"), train_rows)
+    # every tuning-half pair: what adapt gets (it holds out its own selection queries) and what ST trains on
+    write_tsv(out / "pairs-all.tsv", ("sent0", "sent1"), [(queries[q], titles[d]) for q, d, _ in tune])
     write_lines(out / "unlabeled.txt", list(dict.fromkeys(titles.values())))
     note = (f"{len(corpus):,} titles; tuning half {len({r[0] for r in tune})} queries ({len(train_rows)} training pairs, "
             f"{len(select_q)} selection queries on a {len(keep):,}-title sub-corpus); evaluation half "
             f"{len({r[0] for r in evalh})} queries / {len(evalh)} pairs on the full corpus")
     return {"eval": f"beir:{ev}", "select": f"select=beir:{sel}", "pairs": out / "pairs.tsv", "scored": None,
-            "unlabeled": out / "unlabeled.txt", "metrics": ("ndcg@10", "map@100"), "note": note}
+            "unlabeled": out / "unlabeled.txt", "metrics": ("ndcg@10", "map@100"), "note": note,
+            "adapt": {"corpus": str(ev), "pairs": str(out / "pairs-all.tsv")}}
 
 
 def _split_pairs(rows: list[tuple[str, str, float]], share: float = 0.2):
@@ -162,9 +171,11 @@ def prepare_twitter(data: Path, out: Path) -> dict:
     write_lines(out / "unlabeled.txt", list(dict.fromkeys(s for a, b, _ in dev for s in (a, b))))
     note = (f"test {len(test_rows)} pairs ({sum(r[2] for r in test_rows)} paraphrases); dev {len(dev)} labelled pairs: "
             f"{len(tune)} tuning ({sum(r[2] for r in tune)} positive), {len(sel)} selection")
+    write_tsv(out / "binary-all.tsv", ("sent0", "sent1", "label"), dev)
     return {"eval": f"binary:{out / 'test.tsv'}", "select": f"select=binary:{out / 'select.tsv'}",
             "pairs": out / "pairs.tsv", "scored": out / "binary.tsv", "unlabeled": out / "unlabeled.txt",
-            "metrics": ("ap",), "note": note}
+            "metrics": ("ap",), "note": note,
+            "adapt": {"corpus": str(out / "unlabeled.txt"), "scored": str(out / "binary-all.tsv")}}
 
 
 def prepare_zh(task: str, out: Path) -> dict:
@@ -191,9 +202,12 @@ def prepare_zh(task: str, out: Path) -> dict:
     write_tsv(out / "pairs.tsv", ("sent0", "sent1"), positive)
     write_lines(out / "unlabeled.txt", list(dict.fromkeys(s for a, b, _ in tune for s in (a, b))))
     note = f"{how}; dev: {len(tune)} tuning pairs ({len(positive)} positive), {len(sel)} selection"
+    write_tsv(out / "scored-all.tsv", ("sent0", "sent1", col), [(a, b, int(y) if binary else y) for a, b, y in rows])
+    write_lines(out / "unlabeled-all.txt", list(dict.fromkeys(s for a, b, _ in rows for s in (a, b))))
     return {"eval": f"scored:{out / 'test.tsv'}", "select": f"select=scored:{out / 'select.tsv'}",
             "pairs": out / "pairs.tsv", "scored": out / "scored.tsv", "unlabeled": out / "unlabeled.txt",
-            "metrics": ("spearman",), "note": note}
+            "metrics": ("spearman",), "note": note,
+            "adapt": {"corpus": str(out / "unlabeled-all.txt"), "scored": str(out / "scored-all.tsv")}}
 
 
 def prepare(domain: str, data: Path, out: Path) -> dict:
@@ -218,13 +232,18 @@ def prepare(domain: str, data: Path, out: Path) -> dict:
 
 # ---- runs ---------------------------------------------------------------------------------------------
 
+#: inference precision of every evaluation here (set from --eval-precision; adapt's own reports use the same)
+EVAL_PRECISION = {"value": "auto"}
+
+
 def evaluate(model, spec: str) -> dict[str, float]:
     from embtune.encoders import load_encoder
     from embtune.evaluation.tasks import evaluate_tasks, load_task, parse_task
 
     enc = load_encoder(str(model)) if isinstance(model, (str, Path)) else model
     t = parse_task(spec)
-    return {k.split("/", 1)[1]: v for k, v in evaluate_tasks([load_task(t)], enc).items()}
+    res = evaluate_tasks([load_task(t, purpose="report")], enc, precision=EVAL_PRECISION["value"])
+    return {k.split("/", 1)[1]: v for k, v in res.items()}
 
 
 def recipe_config(recipe: str, d: dict, out: Path, args, model: str = MODEL) -> dict | None:
@@ -290,11 +309,79 @@ def mined_triples(d: dict, out: Path, args) -> Path:
     return path
 
 
+def run_adapt(domain: str, recipe: str, d: dict, work: Path, args) -> dict | None:
+    """An ``embtune adapt`` row: the product itself on the domain's inputs (the corpus, and the tuning half's
+    labels and/or the teacher, as ``ADAPT_ROWS`` says), its report's stages as the row's columns."""
+    from embtune.adapt import adapt
+
+    if "adapt" not in d:
+        return None
+    given = ADAPT_ROWS[recipe]
+    labels = {k: v for k, v in d["adapt"].items() if k != "corpus"} if "labels" in given else {}
+    if "labels" in given and not labels:
+        return None
+    out = work / domain / run_name(recipe, args)
+    rep = adapt(MODEL, d["adapt"]["corpus"], str(out / "adapt"), overwrite=True, sts=args.adapt_sts,
+                teacher=args.teacher if "teacher" in given else None, eval_task=f"eval={d['eval'].split('=', 1)[-1]}",
+                steps=args.adapt_steps, precision=args.precision, **labels)
+    stages = [s for s in rep["stages"] if "objective" in s]
+    ev = {k.split("/", 1)[1]: v for k, v in rep["after"]["tasks"].items()}
+    return {"model": str(out / "adapt" / "model"), "eval": ev,
+            "selected_step": "+".join(str(s["selected_step"]) for s in stages),
+            "steps": "+".join(str(s["steps"]) for s in stages), "eval_steps": stages[0]["eval_steps"],
+            "select_start": stages[0]["start_value"], "select_best": stages[-1]["best_value"],
+            "plan": rep["plan"], "stage_seconds": {s["stage"]: s.get("seconds") for s in rep["stages"]},
+            "sts_before": rep["before"].get("sts_avg"), "sts_after": rep["after"].get("sts_avg")}
+
+
+def run_st(domain: str, recipe: str, d: dict, work: Path, args) -> dict | None:
+    """sentence-transformers' standard recipe on the same tuning pairs adapt gets: MultipleNegativesRankingLoss,
+    3 epochs, batch 64, the no-duplicates batch sampler, lr 2e-5 with 10% warm-up (its training examples'
+    settings); ``st-mnrl-mined`` first adds one hard negative per pair with its ``mine_hard_negatives`` (ranks
+    11–50, relative margin 0.05, the same window and margin as ``embtune mine``). No selection: the last
+    checkpoint is the model, as the recipe returns it."""
+    from datasets import Dataset
+    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
+                                       SentenceTransformerTrainingArguments, losses)
+    from sentence_transformers.training_args import BatchSamplers
+    from sentence_transformers.util import mine_hard_negatives
+
+    from embtune.encoders.hub import resolve_model_path
+    from embtune.search.corpus import read_id_texts
+
+    pairs = d.get("adapt", {}).get("pairs")
+    if not pairs:
+        return None
+    rows = [ln.split("\t") for ln in Path(pairs).read_text(encoding="utf-8").splitlines()[1:] if ln.strip()]
+    out = work / domain / run_name(recipe, args)
+    model = SentenceTransformer(str(resolve_model_path(MODEL)), device="cpu")
+    train = Dataset.from_dict({"anchor": [r[0] for r in rows], "positive": [r[1] for r in rows]})
+    t0 = time.perf_counter()
+    if recipe == "st-mnrl-mined":
+        corpus = list(read_id_texts(Path(d["adapt"]["corpus"]) / "corpus.jsonl").values())
+        train = mine_hard_negatives(train, model, corpus=corpus, range_min=10, range_max=50, relative_margin=0.05,
+                                    num_negatives=1, sampling_strategy="top", batch_size=128, verbose=False)
+    targs = SentenceTransformerTrainingArguments(
+        output_dir=str(out / "st-trainer"), num_train_epochs=3, per_device_train_batch_size=64, learning_rate=2e-5,
+        warmup_ratio=0.1, batch_sampler=BatchSamplers.NO_DUPLICATES, seed=42, save_strategy="no", report_to="none",
+        bf16=args.precision == "bf16", logging_steps=10, use_cpu=True)
+    trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=train,
+                                         loss=losses.MultipleNegativesRankingLoss(model))
+    trainer.train()
+    model.save(str(out / "model"))
+    train_seconds = time.perf_counter() - t0
+    return {"model": str(out / "model"), "eval": evaluate(out / "model", d["eval"]), "selected_step": "last",
+            "steps": trainer.state.global_step, "select_start": float("nan"), "select_best": float("nan"),
+            "train_seconds": round(train_seconds, 1), "rows": len(train)}
+
+
 def run_name(recipe: str, args) -> str:
     """A run's folder: the recipe and its budget (``sup@100``; a chain whose second stage has its own
     budget: ``distill-nn-cosent@300+100``), so budgets sit side by side."""
-    if recipe in ("start", "teacher"):
+    if recipe in ("start", "teacher") or recipe in ST_ROWS:
         return recipe
+    if recipe in ADAPT_ROWS:
+        return recipe + (f"@{args.adapt_steps}" if args.adapt_steps else "")
     if recipe in CHAINS and args.second_steps:
         return f"{recipe}@{args.steps}+{args.second_steps}"
     return f"{recipe}@{args.steps}"
@@ -323,7 +410,7 @@ def run_one(domain: str, recipe: str, d: dict, work: Path, args) -> dict | None:
         return json.loads(done.read_text())
     if recipe == "cosent" and d["scored"] is None:
         return None
-    if recipe == "teacher" and domain.startswith("cqa-"):
+    if recipe == "teacher" and domain.startswith("cqa-") and not args.cqa_teacher:
         return None
     t0 = time.perf_counter()
     if recipe in ("distill", "tsdae", "distill-sup", "tsdae-sup"):
@@ -332,7 +419,11 @@ def run_one(domain: str, recipe: str, d: dict, work: Path, args) -> dict | None:
         d = dict(d, neighbours=neighbour_rows(d, work / domain / "data", args.distill_texts))
     if recipe == "mined":
         d = dict(d, triples=mined_triples(d, work / domain / "data", args))
-    if recipe in ("start", "teacher"):
+    if recipe in ADAPT_ROWS or recipe in ST_ROWS:
+        res = run_adapt(domain, recipe, d, work, args) if recipe in ADAPT_ROWS else run_st(domain, recipe, d, work, args)
+        if res is None:
+            return None
+    elif recipe in ("start", "teacher"):
         name = MODEL if recipe == "start" else args.teacher
         res = {"eval": evaluate(name, d["eval"]), "select": evaluate(name, d["select"].split("=", 1)[1])}
         res.update(selected_step=None, steps=0)
@@ -360,9 +451,12 @@ def render(work: Path, domains: list[str], notes: dict[str, str], args) -> str:
     cpu = subprocess.run("lscpu | grep -o avx512_bf16 | head -1", shell=True, capture_output=True, text=True).stdout.strip()
     lines = ["# Domain benchmark: tuning all-MiniLM-L6-v2 on a domain's own data", "",
              f"`python -m bench.domains` ({' '.join(args.argv)}); CPU {platform.processor() or platform.machine()}, "
-             f"{os.cpu_count()} cores, flags: {cpu or 'no avx512_bf16'}; training precision {args.precision}; runs of "
-             "one thread each (`OMP_NUM_THREADS=1`), several side by side on the 2 cores: wall times are those of a "
-             "shared machine.", "",
+             f"{os.cpu_count()} cores, flags: {cpu or 'no avx512_bf16'}; training precision {args.precision}, "
+             f"evaluation precision {args.eval_precision}; "
+             + (f"runs of {os.environ['OMP_NUM_THREADS']} thread(s) each (`OMP_NUM_THREADS`)"
+                if os.environ.get("OMP_NUM_THREADS") else "one run at a time on all cores")
+             + ". Rows `adapt*` are `embtune adapt` itself (embtune/adapt/), `st-*` sentence-transformers' standard "
+             "recipe on the same tuning pairs.", "",
              "Budget: a recipe named `name @N` trained N steps (a chain `a-b @N`: N steps each), batch 64 "
              "(distill-nn: 22 rows of 3), max_seq_length 32, lr 3e-5 (distillation 5e-5), seed 42; evaluation on the "
              "selection split at step 0 and every E steps; the run returns the best of those checkpoints (step 0 = "
@@ -381,10 +475,14 @@ def render(work: Path, domains: list[str], notes: dict[str, str], args) -> str:
                   "|---|" + "---:|" * (len(shown) + 4)]
         base = rows["start"]["eval"][shown[0]]
         for r, v in rows.items():
-            ref = r in ("start", "teacher")
+            ref = r in ("start", "teacher") or r in ST_ROWS
             r = r.replace("@", " @")
             sel = "–" if ref else f"{v['select_start']:.2f} → {v['select_best']:.2f}"
-            step = "–" if ref else f"{v['selected_step']} / {v['steps']}, every {v.get('eval_steps', '?')}"
+            if "plan" in v:
+                r += f" ({'→'.join(v['plan'])})"
+            step = "–" if ref and r.split(" ")[0] not in ST_ROWS else (
+                f"last of {v['steps']}" if v.get("selected_step") == "last"
+                else f"{v['selected_step']} / {v['steps']}, every {v.get('eval_steps', '?')}")
             lines.append(f"| {r} | " + " | ".join(f"{v['eval'][m]:.2f}" for m in shown)
                          + f" | {v['eval'][shown[0]] - base:+.2f} | {step} | {sel} | {v['wall_seconds']:.0f} |")
         key = "cqa" if dom.startswith("cqa-") else dom
@@ -423,6 +521,18 @@ def summary(work: Path, domains: list[str]) -> list[str]:
             mean, ref = float(np.mean(list(vals.values()))), float(np.mean(base))
             out.append(f"| {name.replace('@', ' @')} | {len(vals)} of {len(doms)} | {mean:.2f} | {ref:.2f} | {mean - ref:+.2f} |")
         out.append("")
+        if "teacher" in runs:  # the share of the teacher's lead each run captured, per domain
+            shown = [n for n in sorted(runs) if n not in ("start", "teacher")]
+            out += [f"Share of the teacher's lead captured ((run − start) / (teacher − start)), {metric}:", "",
+                    "| domain | start | teacher | " + " | ".join(n.replace("@", " @") for n in shown) + " |",
+                    "|---|---:|---:|" + "---:|" * len(shown)]
+            for dom in doms:
+                if dom not in runs["teacher"] or dom not in runs["start"]:
+                    continue
+                s0, t = runs["start"][dom], runs["teacher"][dom]
+                cells = [f"{(runs[n][dom] - s0) / (t - s0):+.0%}" if dom in runs[n] and t != s0 else "–" for n in shown]
+                out.append(f"| {dom} | {s0:.2f} | {t:.2f} | " + " | ".join(cells) + " |")
+            out.append("")
     return out
 
 
@@ -448,11 +558,17 @@ def main() -> None:
     ap.add_argument("--work", default="runs/bench-domains")
     ap.add_argument("--doc", default="docs/domains.md")
     ap.add_argument("--render-only", action="store_true", help="rewrite the doc from the finished runs, train nothing")
+    ap.add_argument("--adapt-steps", type=int, default=None, help="adapt rows: steps per stage (default: each stage's own)")
+    ap.add_argument("--adapt-sts", action="store_true", help="adapt rows: also score the STS table before and after")
+    ap.add_argument("--cqa-teacher", action="store_true", help="score the teacher on the CQADupStack forums too")
+    ap.add_argument("--eval-precision", default="auto", choices=("fp32", "bf16", "auto"),
+                    help="inference precision of the evaluations (auto: bf16 where native, as adapt evaluates)")
     args = ap.parse_args()
     import sys
 
     args.argv = [a for a in sys.argv[1:] if a != "--render-only"]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    EVAL_PRECISION["value"] = args.eval_precision
     random.seed(0)
     np.random.seed(0)
     work, data = Path(args.work), Path(args.data)

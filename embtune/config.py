@@ -102,6 +102,10 @@ class TrainConfig:
     metric_for_best: str | None = option(None, "the metric that selects the checkpoint, TASK/METRIC (e.g. "
                                                "stsb-dev/spearman, beir:android/ndcg@10, dev/ap); default: the first "
                                                "eval task's first metric")
+    select_confidence: float = option(0.0, "keep a checkpoint over the starting model only when a paired bootstrap "
+                                           "over the selection queries/pairs says it is better with this confidence "
+                                           "(e.g. 0.9; training/selection.py); 0 = the best value, as SimCSE",
+                                      check=in_range(0, 1))
     dev_fraction: float | None = option(None, "hold out this share of the labelled training data, by query/group, "
                                               "as the eval task 'dev' (rows written to OUTPUT/dev_split.tsv)",
                                         check=lambda v: None if v is None or 0 < v <= 0.5 else "a value in (0, 0.5]")

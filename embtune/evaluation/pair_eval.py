@@ -125,8 +125,11 @@ class ScoredPairEval:
         return cls(read_pair_file(path, "score"))
 
     def evaluate(self, encoder, batch_size: int = 64, precision: str = "fp32") -> dict[str, float]:
+        from embtune.training.selection import ItemStat
+
         cos = pair_cosines(encoder, self.data, batch_size, precision)
         sp, pe = correlations(cos, self.data.values)
+        self.items = {"spearman": ItemStat((cos, self.data.values), _spearman)}  # per pair, for paired selection
         return {"spearman": sp, "pearson": pe}
 
 
@@ -146,5 +149,18 @@ class BinaryPairEval:
         return cls(read_pair_file(path, "label"))
 
     def evaluate(self, encoder, batch_size: int = 64, precision: str = "fp32") -> dict[str, float]:
+        from embtune.training.selection import ItemStat
+
         cos = pair_cosines(encoder, self.data, batch_size, precision)
+        self.items = {"ap": ItemStat((cos, self.labels), _ap)}  # per pair, for paired selection
         return {"ap": 100 * average_precision(cos, self.labels), **best_threshold_metrics(cos, self.labels)}
+
+
+def _spearman(cos: np.ndarray, values: np.ndarray) -> float:
+    """Spearman ×100 of a resample (0 where the resample has one distinct score: no order to agree with)."""
+    return correlations(cos, values)[0] if np.ptp(values) > 0 and np.ptp(cos) > 0 else 0.0
+
+
+def _ap(cos: np.ndarray, labels: np.ndarray) -> float:
+    """AP ×100 of a resample (0 where it holds no positive)."""
+    return 100 * average_precision(cos, labels) if labels.sum() > 0 else 0.0

@@ -83,7 +83,10 @@ def query_metrics(ranking: Sequence[str], rels: Mapping[str, int], ks: Sequence[
     return out
 
 
-def evaluate_retrieval(encoder, task: RetrievalTask, batch_size: int = 64, precision: str = "fp32") -> dict:
+def evaluate_retrieval(encoder, task: RetrievalTask, batch_size: int = 64, precision: str = "fp32",
+                       per_query: bool = False) -> dict:
+    """The metrics ×100 averaged over the queries with a relevant document; ``per_query``: also each query's
+    metrics ×100 (``"per_query": {metric: array}``, queries in the task's order), for paired comparisons."""
     doc_ids = list(task.corpus)
     q_ids = [q for q in task.queries if any(r > 0 for r in task.qrels.get(q, {}).values())]
     skipped = len(task.queries) - len(q_ids)
@@ -99,7 +102,10 @@ def evaluate_retrieval(encoder, task: RetrievalTask, batch_size: int = 64, preci
     logger.info("%s: ranked %d documents for %d queries in %.2f s", task.name, len(doc_ids), len(q_ids),
                 time.perf_counter() - t0)
     metrics = {k: 100 * float(np.mean([p[k] for p in per])) for k in per[0]}
-    return {"metrics": metrics, "queries": len(q_ids), "queries_skipped": skipped, "corpus": len(doc_ids)}
+    out = {"metrics": metrics, "queries": len(q_ids), "queries_skipped": skipped, "corpus": len(doc_ids)}
+    if per_query:
+        out["per_query"] = {k: 100 * np.array([p[k] for p in per]) for k in per[0]}
+    return out
 
 
 def load_beir(folder: str | Path, split: str = "test") -> RetrievalTask:

@@ -237,8 +237,11 @@ class RetrievalEval:
 
     def evaluate(self, encoder, batch_size: int = 64, precision: str = "fp32") -> dict[str, float]:
         from embtune.evaluation.retrieval import evaluate_retrieval
+        from embtune.training.selection import ItemStat
 
-        return dict(evaluate_retrieval(encoder, self.task, batch_size, precision)["metrics"])
+        r = evaluate_retrieval(encoder, self.task, batch_size, precision, per_query=True)
+        self.items = {k: ItemStat((v,)) for k, v in r["per_query"].items()}  # per query, for paired selection
+        return dict(r["metrics"])
 
 
 @dataclass
@@ -272,6 +275,16 @@ def load_task(spec: TaskSpec, evaluator: Any = None, purpose: str = "select") ->
     else:
         raise AssertionError(spec.kind)
     return LoadedTask(spec, ev)
+
+
+def items_of(tasks: list[LoadedTask]) -> dict[str, Any]:
+    """The per-item form (:class:`embtune.training.selection.ItemStat`) of the metrics of the last evaluation,
+    under their full names, for the tasks whose evaluators keep one (retrieval per query, pairs per pair)."""
+    out: dict[str, Any] = {}
+    for t in tasks:
+        for k, v in (getattr(t.evaluator, "items", None) or {}).items():
+            out[f"{t.spec.name}/{k}"] = v
+    return out
 
 
 def evaluate_tasks(tasks: list[LoadedTask], encoder, batch_size: int = 64, precision: str = "fp32") -> dict[str, float]:

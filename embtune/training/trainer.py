@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -128,6 +129,9 @@ class EvalTracker:
         self.best: float | None = None
         self.best_step: int | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
+        #: the starting model's per-item scores on the selection metric (training/selection.py)
+        self.confidence = getattr(cfg, "select_confidence", 0.0)
+        self.start_items = None
         self.tb = _tensorboard(out) if active else None
 
     def log_loss(self, step: int, loss: float, lr: float) -> None:
@@ -149,6 +153,7 @@ class EvalTracker:
         t0 = time.perf_counter()
         m = evaluate_tasks(self.tasks, encoder, precision=self.cfg.precision)
         rec = {"step": step, **m, "eval_seconds": round(time.perf_counter() - t0, 3)}
+        eligible = self.eligible(step, rec)
         self.history.append(rec)
         with open(self.out / "eval_history.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
@@ -156,18 +161,48 @@ class EvalTracker:
             for k, v in m.items():
                 self.tb.add_scalar(f"eval/{k}", v, step)
         value = m[self.metric]
-        if self.is_better(value):
+        if eligible and self.is_better(value):
             self.best, self.best_step = value, step
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in encoder.state_dict().items()}
         logger.info("step %d: %s (best %s %.4f at step %d)", step,
                     " ".join(f"{k}={v:.4f}" for k, v in m.items()), self.metric, self.best, self.best_step)
 
+    def eligible(self, step: int, rec: dict) -> bool:
+        """With ``select_confidence``: the starting model (the first evaluation) always is; a later checkpoint
+        when a paired bootstrap over the selection items finds it better than the start with that confidence
+        (recorded as ``selection_confidence``). Without it, or for a metric without per-item scores: every one."""
+        from embtune.evaluation.tasks import items_of
+        from embtune.training.selection import ItemStat, gain_confidence
+
+        if not self.confidence:
+            return True
+        items = items_of(self.tasks).get(self.metric)
+        if not self.history:  # the starting model
+            self.start_items = items
+            return True
+        if items is None or self.start_items is None:
+            if not getattr(self, "_warned", False):
+                logger.warning("--select-confidence: %s has no per-item scores; selecting on its value alone", self.metric)
+                self._warned = True
+            return True
+        start = ItemStat(tuple(np.asarray(a) for a in self.start_items.arrays), items.stat)
+        rec["selection_confidence"] = conf = gain_confidence(start, items, self.higher, seed=self.cfg.seed)
+        if conf < self.confidence:
+            logger.info("step %d: better than the start with confidence %.2f < %.2f: not eligible", step, conf,
+                        self.confidence)
+        return conf >= self.confidence
+
     def state(self) -> dict:
-        return {"history": self.history, "best": self.best, "best_step": self.best_step}
+        start = None if self.start_items is None else [np.asarray(a).tolist() for a in self.start_items.arrays]
+        return {"history": self.history, "best": self.best, "best_step": self.best_step, "start_items": start}
 
     def restore(self, state: dict, best_state: dict | None) -> None:
+        from embtune.training.selection import ItemStat
+
         self.history, self.best, self.best_step = state["history"], state["best"], state["best_step"]
         self.best_state = best_state
+        if state.get("start_items") is not None:  # the stat function comes back with the next evaluation's items
+            self.start_items = ItemStat(tuple(np.asarray(a) for a in state["start_items"]))
 
     def finish(self, encoder: Encoder) -> dict:
         if self.best_state is not None:

@@ -1,0 +1,366 @@
+"""--select-confidence: the paired bootstrap (training/selection.py), the tracker's eligibility rule, the
+evaluators' per-item scores, and a training run that selects with it."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import numpy as np
+import pytest
+import torch
+
+from embtune.config import make_config
+from embtune.errors import EmbtuneError
+from embtune.evaluation.tasks import LoadedTask, TaskSpec, items_of
+from embtune.training.selection import ItemStat, gain_confidence
+from embtune.training.trainer import EvalTracker
+from tests.conftest import SENTENCES, cfg_for
+
+# ---- ItemStat ---------------------------------------------------------------------------------------
+
+
+def test_item_stat_value_by_hand():
+    a = np.array([1.0, 2.0, 6.0, 3.0])
+    mean = ItemStat((a,))
+    assert len(mean) == 4
+    assert mean.value() == 3.0
+    assert mean.value(np.array([2, 2, 0])) == pytest.approx((6 + 6 + 1) / 3)  # an index may repeat
+    b = np.array([10.0, 20.0, 30.0, 40.0])
+    dot = ItemStat((a, b), lambda x, y: float(np.sum(x * y)))
+    assert dot.value() == 1 * 10 + 2 * 20 + 6 * 30 + 3 * 40
+    assert dot.value(np.array([1, 3])) == 2 * 20 + 3 * 40
+    assert dot.value(np.array([3, 3, 0])) == 3 * 40 + 3 * 40 + 1 * 10
+    med = ItemStat((a,), np.median)
+    assert med.value() == 2.5 and med.value(np.array([0, 2, 2])) == 6.0
+
+
+# ---- gain_confidence against a plain-Python replica of the bootstrap ---------------------------------
+
+
+def replica(start, cand, stat, higher, resamples, seed):
+    """The share of resamples where the candidate is strictly better, in plain Python loops."""
+    n = len(start)
+    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    wins = 0
+    for row in idx.tolist():
+        s = stat([float(start[i]) for i in row])
+        c = stat([float(cand[i]) for i in row])
+        wins += (c - s > 1e-12) if higher else (c - s < -1e-12)
+    return wins / resamples
+
+
+@pytest.mark.parametrize("higher", [True, False])
+@pytest.mark.parametrize("seed", [0, 5])
+def test_gain_confidence_mean_equals_replica(higher, seed):
+    rng = np.random.default_rng(123)
+    start = rng.normal(50, 10, size=30)
+    cand = start + rng.normal(0.5, 3, size=30)  # a small, noisy gain: the share is strictly between 0 and 1
+    want = replica(start, cand, statistics.fmean, higher, 400, seed)
+    got = gain_confidence(ItemStat((start,)), ItemStat((cand,)), higher_is_better=higher, resamples=400, seed=seed)
+    assert 0.0 < want < 1.0
+    assert got == want
+
+
+@pytest.mark.parametrize("higher", [True, False])
+def test_gain_confidence_custom_stat_equals_replica(higher):
+    rng = np.random.default_rng(7)
+    start = rng.normal(0, 1, size=15)
+    cand = start + rng.normal(0.2, 1, size=15)
+    want = replica(start, cand, statistics.median, higher, 300, 3)
+    got = gain_confidence(ItemStat((start,), np.median), ItemStat((cand,), np.median), higher_is_better=higher,
+                          resamples=300, seed=3)
+    assert 0.0 < want < 1.0
+    assert got == want
+    # the per-resample path differs from the mean path: the median's share is not the mean's
+    assert got != gain_confidence(ItemStat((start,)), ItemStat((cand,)), higher_is_better=higher, resamples=300, seed=3)
+
+
+def test_gain_confidence_two_array_stat_equals_replica():
+    """A pair metric (two arrays per item, as Spearman of cosine against score): the same resampled rows of both."""
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(11)
+    gold = rng.normal(size=25)
+    cos_start = gold + rng.normal(0, 1.0, size=25)
+    cos_cand = gold + rng.normal(0, 0.8, size=25)
+
+    def sp(cos, y):
+        return float(spearmanr(cos, y).statistic)
+
+    idx = np.random.default_rng(0).integers(0, 25, size=(200, 25))
+    want = float(np.mean([sp(cos_cand[r], gold[r]) - sp(cos_start[r], gold[r]) > 1e-12 for r in idx]))
+    got = gain_confidence(ItemStat((cos_start, gold), sp), ItemStat((cos_cand, gold), sp), resamples=200)
+    assert 0.0 < want < 1.0 and got == want
+
+
+# ---- negative controls ------------------------------------------------------------------------------
+
+
+def test_identical_candidate_has_no_confidence():
+    a = np.random.default_rng(0).normal(size=50)
+    assert gain_confidence(ItemStat((a,)), ItemStat((a.copy(),))) == 0.0  # ties never count as wins
+    assert gain_confidence(ItemStat((a,)), ItemStat((a.copy(),)), higher_is_better=False) == 0.0
+    assert gain_confidence(ItemStat((a,), np.median), ItemStat((a.copy(),), np.median)) == 0.0
+
+
+@pytest.mark.parametrize("stat", [None, np.median])
+def test_uniform_gain_or_loss_and_direction(stat):
+    a = np.random.default_rng(1).normal(size=40)
+    up, down = ItemStat((a + 1,), stat), ItemStat((a - 1,), stat)
+    start = ItemStat((a,), stat)
+    assert gain_confidence(start, up) == 1.0
+    assert gain_confidence(start, down) == 0.0
+    assert gain_confidence(start, up, higher_is_better=False) == 0.0  # lower is better: the roles flip
+    assert gain_confidence(start, down, higher_is_better=False) == 1.0
+
+
+def test_one_better_item_in_200_wins_when_it_is_drawn():
+    n, k = 200, 17
+    start = np.zeros(n)
+    cand = start.copy()
+    cand[k] = 1.0
+    conf = gain_confidence(ItemStat((start,)), ItemStat((cand,)), resamples=1000, seed=0)
+    expected = 1 - (1 - 1 / n) ** n  # ≈ 0.634: the chance that item k is in a resample
+    assert 0.55 <= conf <= 0.71 and abs(conf - expected) < 0.05
+    drawn = (np.random.default_rng(0).integers(0, n, size=(1000, n)) == k).any(axis=1)
+    assert conf == float(np.mean(drawn))  # exactly: a win is a resample holding item k
+
+
+def test_mismatched_lengths_and_empty():
+    with pytest.raises(EmbtuneError, match="3 items for the candidate, 4 for the start"):
+        gain_confidence(ItemStat((np.zeros(4),)), ItemStat((np.zeros(3),)))
+    assert gain_confidence(ItemStat((np.zeros(0),)), ItemStat((np.zeros(0),))) == 0.0
+
+
+# ---- the tracker's rule -----------------------------------------------------------------------------
+
+
+class Scripted:
+    """An evaluator whose per-query scores are scripted, one array per call; the metric is their mean."""
+
+    def __init__(self, script, keep_items=True):
+        self.script, self.keep_items = [np.asarray(s, dtype=float) for s in script], keep_items
+
+    def evaluate(self, encoder, batch_size=64, precision="fp32"):
+        arr = self.script.pop(0)
+        if self.keep_items:
+            self.items = {"ndcg@10": ItemStat((arr,))}
+        return {"ndcg@10": float(arr.mean()), "map": 1.0}
+
+
+class FakeEncoder:
+    def __init__(self):
+        self.w = torch.zeros(3)
+
+    def state_dict(self):
+        return {"w": self.w}
+
+    def load_state_dict(self, state):
+        self.w = state["w"].clone()
+
+
+BASE = np.full(40, 50.0)
+NOISY = BASE + np.r_[np.ones(21), -np.ones(19)]        # mean +0.05: the gain is noise
+BETTER = BASE + np.r_[np.ones(36), -np.ones(4)]        # mean +0.8: better on most queries
+WORSE = BASE - 0.5
+
+
+def run_tracker(tmp_path, confidence, script, keep_items=True):
+    cfg = make_config(model="m", train_file="t.tsv", output=str(tmp_path / "o"), precision="fp32",
+                      select_confidence=confidence, seed=0)
+    spec = TaskSpec("dev", "beir", "x", {"ndcg@10": True, "map": True})
+    out = tmp_path / f"out-{confidence}-{len(script)}-{keep_items}"
+    out.mkdir()
+    tracker = EvalTracker(cfg, out, active=True, tasks=[LoadedTask(spec, Scripted(script, keep_items))],
+                          metric="dev/ndcg@10", higher_is_better=True)
+    tracker.tb = None  # no TensorBoard files needed
+    enc = FakeEncoder()
+    for i in range(len(script)):
+        step = 2 * i
+        enc.w = torch.full((3,), float(step))  # the weights of this step
+        tracker.evaluate(enc, step)
+    return tracker, out
+
+
+def test_noisy_gain_is_not_selected_with_confidence(tmp_path):
+    tracker, out = run_tracker(tmp_path, 0.9, [BASE, NOISY])
+    assert tracker.best_step == 0 and tracker.best == 50.0
+    assert torch.equal(tracker.best_state["w"], torch.zeros(3))
+    start, noisy = tracker.history
+    assert "selection_confidence" not in start  # the starting model is not tested against itself
+    assert 0.0 < noisy["selection_confidence"] < 0.9
+    logged = [json.loads(ln) for ln in (out / "eval_history.jsonl").read_text().splitlines()]
+    assert logged[1]["selection_confidence"] == noisy["selection_confidence"]
+    m = tracker.finish(FakeEncoder())
+    assert m["selected_step"] == 0 and m["evaluations"][1]["selection_confidence"] < 0.9
+
+
+def test_confident_gain_is_selected(tmp_path):
+    tracker, _ = run_tracker(tmp_path, 0.9, [BASE, NOISY, BETTER, WORSE])
+    assert tracker.best_step == 4 and tracker.best == pytest.approx(50.8)
+    assert torch.equal(tracker.best_state["w"], torch.full((3,), 4.0))
+    confs = [h.get("selection_confidence") for h in tracker.history]
+    assert confs[0] is None and confs[1] < 0.9 <= confs[2] and confs[3] == 0.0
+
+
+def test_without_confidence_the_noisy_gain_is_selected(tmp_path):
+    """The negative control: the same script with the test off selects the noisy checkpoint."""
+    tracker, _ = run_tracker(tmp_path, 0.0, [BASE, NOISY])
+    assert tracker.best_step == 2 and tracker.best == pytest.approx(50.05)
+    assert all("selection_confidence" not in h for h in tracker.history)
+
+
+def test_a_metric_without_items_selects_on_value(tmp_path):
+    tracker, _ = run_tracker(tmp_path, 0.9, [BASE, NOISY], keep_items=False)
+    assert tracker.best_step == 2
+    assert all("selection_confidence" not in h for h in tracker.history)
+
+
+def test_confidence_survives_state_and_restore(tmp_path):
+    """A resumed run compares with the same starting items (state() -> JSON -> restore())."""
+    full, _ = run_tracker(tmp_path, 0.9, [BASE, NOISY, BETTER])
+    part, out = run_tracker(tmp_path, 0.9, [BASE, NOISY])
+    state = json.loads(json.dumps(part.state()))
+    cfg = make_config(model="m", train_file="t.tsv", output=str(tmp_path / "o"), precision="fp32",
+                      select_confidence=0.9, seed=0)
+    spec = TaskSpec("dev", "beir", "x", {"ndcg@10": True, "map": True})
+    resumed = EvalTracker(cfg, out, active=True, tasks=[LoadedTask(spec, Scripted([BETTER]))], metric="dev/ndcg@10")
+    resumed.tb = None
+    resumed.restore(state, part.best_state)
+    enc = FakeEncoder()
+    enc.w = torch.full((3,), 4.0)
+    resumed.evaluate(enc, 4)
+    assert resumed.best_step == full.best_step == 4
+    assert resumed.history[-1]["selection_confidence"] == full.history[-1]["selection_confidence"]
+
+
+# ---- the evaluators' per-item scores -----------------------------------------------------------------
+
+
+class VectorEncoder:
+    """Fixed random vectors per text (what pair_cosines asks of an encoder)."""
+
+    def __init__(self, texts, seed=0):
+        rng = np.random.default_rng(seed)
+        self.vec = {t: rng.normal(size=4).astype(np.float32) for t in texts}
+
+    def encode(self, texts, batch_size=64, precision="fp32", normalize=False):
+        return np.stack([self.vec[t] for t in texts])
+
+
+def pair_data(values):
+    from embtune.evaluation.pair_eval import PairData
+
+    s1 = [f"left {i}" for i in range(len(values))]
+    s2 = [f"right {i}" for i in range(len(values))]
+    return PairData("mem", s1, s2, np.asarray(values, dtype=np.float64)), s1 + s2
+
+
+def test_scored_pair_items_give_the_spearman():
+    from scipy.stats import spearmanr
+
+    from embtune.evaluation.pair_eval import ScoredPairEval
+
+    rng = np.random.default_rng(2)
+    data, texts = pair_data(rng.uniform(0, 5, size=20))
+    ev = ScoredPairEval(data)
+    m = ev.evaluate(VectorEncoder(texts))
+    items = ev.items["spearman"]
+    assert len(items) == 20 and items.value() == pytest.approx(m["spearman"])
+    cos, gold = items.arrays
+    sub = np.array([0, 3, 3, 5, 9, 12, 19])
+    assert items.value(sub) == pytest.approx(100 * spearmanr(cos[sub], gold[sub]).statistic)
+    assert items.value(np.array([4, 4, 4])) == 0.0  # one distinct score: no order
+
+
+def test_binary_pair_items_give_the_ap():
+    from sklearn.metrics import average_precision_score
+
+    from embtune.evaluation.pair_eval import BinaryPairEval
+
+    data, texts = pair_data([i % 3 == 0 for i in range(18)])
+    ev = BinaryPairEval(data)
+    m = ev.evaluate(VectorEncoder(texts, seed=4))
+    items = ev.items["ap"]
+    assert len(items) == 18 and items.value() == pytest.approx(m["ap"])
+    cos, labels = items.arrays
+    sub = np.array([0, 1, 2, 3, 3, 7, 10])
+    assert items.value(sub) == pytest.approx(100 * average_precision_score(labels[sub], cos[sub]))
+    assert items.value(np.array([1, 2, 4])) == 0.0  # no positive in the resample
+
+
+def test_retrieval_items_average_to_the_metrics(tiny_st):
+    from embtune.encoders import load_encoder
+    from embtune.evaluation.retrieval import RetrievalTask, evaluate_retrieval
+    from embtune.evaluation.tasks import RetrievalEval
+
+    corpus = {f"d{i}": s for i, s in enumerate(SENTENCES)}
+    queries = {f"q{i}": s.replace(" is ", " was ") for i, s in enumerate(SENTENCES[:6])}
+    qrels = {f"q{i}": {f"d{i}": 1, f"d{(i + 5) % 12}": 2} for i in range(5)}  # q5: no relevant document
+    task = RetrievalTask("mem", corpus, queries, qrels)
+    enc = load_encoder(str(tiny_st), device="cpu")
+    ev = RetrievalEval(task)
+    m = ev.evaluate(enc)
+    assert set(ev.items) == set(m)
+    for k, items in ev.items.items():
+        assert len(items) == 5 and items.value() == pytest.approx(m[k]), k
+    assert 0 < m["ndcg@10"] < 100
+    assert items_of([LoadedTask(TaskSpec("mine", "beir", "x", {}), ev)])["mine/ndcg@10"] is ev.items["ndcg@10"]
+    r = evaluate_retrieval(enc, task, per_query=True)
+    assert float(np.mean(r["per_query"]["ndcg@10"])) == pytest.approx(r["metrics"]["ndcg@10"])
+    assert "per_query" not in evaluate_retrieval(enc, task)
+
+
+def test_items_of_skips_evaluators_without_items():
+    class NoItems:
+        pass
+
+    class WithItems:
+        items = {"ap": ItemStat((np.zeros(2),))}
+
+    tasks = [LoadedTask(TaskSpec("a", "scored", "x", {}), NoItems()),
+             LoadedTask(TaskSpec("b", "binary", "y", {}), WithItems())]
+    assert items_of(tasks) == {"b/ap": WithItems.items["ap"]}
+
+
+# ---- a training run ---------------------------------------------------------------------------------
+
+
+def write_dev_beir(root):
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "text": s}) + "\n"
+                                               for i, s in enumerate(SENTENCES)), encoding="utf-8")
+    (root / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": s.replace(" is ", " was ")}) + "\n"
+                                                for i, s in enumerate(SENTENCES)), encoding="utf-8")
+    (root / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"q{i}\td{i}\t1\n" for i in range(len(SENTENCES))), encoding="utf-8")
+    return root
+
+
+def test_training_run_records_selection_confidence(tiny_bert, tmp_path):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"{s}\t{SENTENCES[(i + 1) % 12]}\n" for i, s in enumerate(SENTENCES)), encoding="utf-8")
+    dev = write_dev_beir(tmp_path / "devset")
+    from embtune.training import train
+
+    m = train(cfg_for(tiny_bert, pairs, tmp_path / "o", objective="sup-simcse", lr=0.05, eval_steps=2,
+                      eval_task=f"beir:{dev}", select_confidence=0.9), progress=False)
+    assert m["best_metric"] == "beir:devset/ndcg@10"
+    hist = m["evaluations"]
+    assert [h["step"] for h in hist] == [0, 2, 4, 6]
+    assert "selection_confidence" not in hist[0]
+    for h in hist[1:]:
+        assert 0.0 <= h["selection_confidence"] <= 1.0
+    chosen = next(h for h in hist if h["step"] == m["selected_step"])
+    if m["selected_step"] != 0:
+        assert chosen["selection_confidence"] >= 0.9
+    # the selected value is the best among the eligible ones (the start and those confident enough)
+    eligible = [h["beir:devset/ndcg@10"] for h in hist if h["step"] == 0 or h["selection_confidence"] >= 0.9]
+    assert m["best_value"] == max(eligible)
+    saved = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert saved["selected_step"] == m["selected_step"]
+    assert [h.get("selection_confidence") for h in saved["evaluations"]] == [h.get("selection_confidence")
+                                                                               for h in hist]
+    logged = [json.loads(ln) for ln in (tmp_path / "o" / "eval_history.jsonl").read_text().splitlines()]
+    assert [h.get("selection_confidence") for h in logged] == [h.get("selection_confidence") for h in hist]
