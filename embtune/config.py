@@ -106,6 +106,11 @@ class TrainConfig:
                                            "over the selection queries/pairs says it is better with this confidence "
                                            "(e.g. 0.9; training/selection.py); 0 = the best value, as SimCSE",
                                       check=in_range(0, 1))
+    guard_metric: str | None = option(None, "a second metric (TASK/METRIC of an eval task) a checkpoint may not lose "
+                                            "more than --guard-tolerance on against the starting model to be kept "
+                                            "(e.g. agreement with a teacher, a general-quality task)")
+    guard_tolerance: float = option(0.5, "how far below the starting model's value the guard metric may fall",
+                                    check=at_least(0))
     dev_fraction: float | None = option(None, "hold out this share of the labelled training data, by query/group, "
                                               "as the eval task 'dev' (rows written to OUTPUT/dev_split.tsv)",
                                         check=lambda v: None if v is None or 0 < v <= 0.5 else "a value in (0, 0.5]")
@@ -161,6 +166,11 @@ class TrainConfig:
             dev_split = dev_split_placeholder()
         tasks = parse_tasks(self.eval_task, sickr=self.eval_sickr, dev_split=dev_split)
         metric, higher = resolve_metric(self.metric_for_best, tasks)
+        if self.guard_metric is not None:
+            try:
+                resolve_metric(self.guard_metric, tasks)
+            except EmbtuneError as e:
+                raise EmbtuneError(str(e).replace("--metric-for-best", "--guard-metric", 1)) from None
         return tasks, metric, higher
         return self
 

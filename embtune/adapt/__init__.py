@@ -114,13 +114,16 @@ class Adaptation:
         every = max(1, steps // c.evaluations)
         values = dict(model=start, objective=stage.objective, train_file=str(inputs.train_files[stage.data]),
                       output=str(self.out / "stages" / f"{index}-{stage.name}"), max_steps=steps, eval_steps=every,
-                      eval_task=inputs.selection, metric_for_best=inputs.metric, select_confidence=c.select_confidence,
+                      eval_task=",".join(t for t in (inputs.selection, inputs.guard) if t), metric_for_best=inputs.metric,
+                      select_confidence=c.select_confidence,
                       batch_size=c.batch_size,
                       max_seq_length=c.max_seq_length, lr=c.lr or stage.lr, seed=c.seed, precision=precision,
                       device=c.device, trust_remote_code=c.trust_remote_code,
                       allow_pickle_weights=c.allow_pickle_weights, **stage.settings)
         if stage.teacher:
             values["teacher"] = c.teacher
+        if inputs.guard:
+            values.update(guard_metric="agree/ndcg@10", guard_tolerance=c.teacher_guard)
         return make_config(**values)
 
     def evaluate(self, encoder, tasks: list, precision: str) -> dict:
@@ -170,16 +173,13 @@ class Adaptation:
             write_json(out / "adapt_config.json", cfg.to_dict())
             write_json(out / "versions.json", library_versions())
             t0 = time.perf_counter()
-
-            def teacher_encode(texts):
-                return teacher.encode(texts, batch_size=128, normalize=True, precision=precision)
-
-            inputs = prepare_inputs(cfg, corpus, out / "data", teacher_encode if teacher is not None else None)
+            lookup = self.teacher_pass(teacher, corpus, precision) if teacher is not None else None
+            inputs = prepare_inputs(cfg, corpus, out / "data", lookup)
             report.update(inputs=inputs.counts, selection={"task": inputs.selection, "kind": inputs.selection_kind,
-                                                           "metric": inputs.metric})
+                                                           "metric": inputs.metric, "guard": inputs.guard or None})
+            if lookup is not None:
+                self.store_stage_targets(teacher, stages, inputs, lookup, precision)
             self.stage_records.append({"stage": "prepare", "seconds": round(time.perf_counter() - t0, 1)})
-            if teacher is not None:
-                self.teacher_pass(teacher, stages, inputs, precision)
             t0 = time.perf_counter()
             report["before"] = self.evaluate(start, held_out, precision)
             self.stage_records.append({"stage": "evaluate the starting model", "seconds": round(time.perf_counter() - t0, 1)})
@@ -202,25 +202,53 @@ class Adaptation:
             lock.unlink(missing_ok=True)
         return report
 
-    def teacher_pass(self, teacher, stages: list[Stage], inputs, precision: str) -> None:
-        """The teacher's embeddings of every text a stage will ask for, once, into the content-keyed cache
-        (the stages then read them from there: the teacher never runs during training)."""
+    def teacher_pass(self, teacher, corpus: Path, precision: str):
+        """The teacher's embeddings of every distinct text the run may ask for — the corpus and the labelled
+        files' texts — in one pass (cached by content: a second run reads them); returns ``texts -> normalized
+        embeddings`` over those texts. The teacher never runs during training: each stage's texts are stored
+        under their own cache key by :meth:`store_stage_targets`."""
+        import numpy as np
+        import torch
+
+        from embtune.adapt.selection import distinct_texts, read_corpus
         from embtune.data import read_train_file
         from embtune.objectives.distill import TeacherCache
 
         t0 = time.perf_counter()
-        encoded = 0
+        texts = distinct_texts(read_corpus(corpus))
+        for flag in ("pairs", "scored", "classes"):
+            if getattr(self.cfg, flag):
+                texts += [t for ex in read_train_file(getattr(self.cfg, flag)).examples for t in ex]
+        texts = list(dict.fromkeys(texts))
+        cache = TeacherCache(self.cfg.teacher, allow_pickle=self.cfg.allow_pickle_weights, precision=precision)
+        emb = cache.embeddings(texts, encoder=teacher).float()
+        self.teacher_cache, self.teacher_rows = cache, {t: i for i, t in enumerate(texts)}
+        self.teacher_emb = emb
+        unit = torch.nn.functional.normalize(emb, dim=-1).numpy()
+        self.stage_records.append({"stage": "teacher pass", "texts_encoded": cache.forwards, "texts": len(texts),
+                                   "precision": precision, "seconds": round(time.perf_counter() - t0, 1)})
+
+        def lookup(batch: list[str]) -> np.ndarray:
+            return unit[[self.teacher_rows[t] for t in batch]]
+
+        return lookup
+
+    def store_stage_targets(self, teacher, stages: list[Stage], inputs, lookup, precision: str) -> None:
+        """Each teacher stage's texts, in the order its objective asks for them, sliced from the one pass."""
+        from embtune.data import read_train_file
+
         for stage in stages:
             if not stage.teacher:
                 continue
             data = read_train_file(inputs.train_files[stage.data])
             texts = [ex[0] for ex in data.examples] if stage.data == "corpus" else \
                 list(dict.fromkeys(t for ex in data.examples for t in ex))
-            cache = TeacherCache(self.cfg.teacher, allow_pickle=self.cfg.allow_pickle_weights, precision=precision)
-            cache.embeddings(texts, encoder=teacher)
-            encoded += cache.forwards
-        self.stage_records.append({"stage": "teacher pass", "texts_encoded": encoded, "precision": precision,
-                                   "seconds": round(time.perf_counter() - t0, 1)})
+            missing = sum(t not in self.teacher_rows for t in texts)
+            if missing:  # a text the training file holds differently from the input (should not happen): the stage
+                logger.warning("stage %s: %d text(s) not in the teacher pass; the stage runs the teacher itself",
+                               stage.name, missing)
+                continue
+            self.teacher_cache.put(texts, self.teacher_emb[[self.teacher_rows[t] for t in texts]], teacher)
 
     def run_stage(self, index: int, stage: Stage, start: str, inputs, precision: str) -> str:
         from embtune.training import train
@@ -241,7 +269,8 @@ class Adaptation:
         rec.update(status="done", selected_step=m["selected_step"], start_value=m["start_value"],
                    best_value=m["best_value"], metric=m["best_metric"], train_seconds=m["train_seconds"],
                    evaluations=[{"step": h["step"], "value": h[m["best_metric"]],
-                                 **({"confidence": h["selection_confidence"]} if "selection_confidence" in h else {})}
+                                 **({"confidence": h["selection_confidence"]} if "selection_confidence" in h else {}),
+                                 **({"guard": h["agree/ndcg@10"]} if "agree/ndcg@10" in h else {})}
                                 for h in m["evaluations"]],
                    seconds=round(time.perf_counter() - t0, 1))
         logger.info("stage %d (%s): %s %.2f -> %.2f (step %s of %s kept)", index, stage.name, m["best_metric"],

@@ -37,6 +37,9 @@ class AdaptConfig:
     select_confidence: float = option(0.9, "a checkpoint replaces a stage's start only when a paired bootstrap over "
                                            "the selection queries/pairs says it is better with this confidence "
                                            "(training/selection.py); 0 = the best value", check=in_range(0, 1))
+    teacher_guard: float = option(1.0, "with a teacher and labels: a checkpoint may lose at most this much agreement "
+                                       "with the teacher (nDCG@10 ×100 of held-out corpus texts against the teacher's "
+                                       "10 nearest) to be kept", check=at_least(0))
     dev_fraction: float = option(0.2, "share of the labelled queries/groups held out for selection",
                                  check=lambda v: None if 0 < v <= 0.5 else "a value in (0, 0.5]")
     batch_size: int = option(64, "texts or rows per training step", check=at_least(4))

@@ -48,8 +48,12 @@ def render(report: dict) -> str:
              ""]
     sel = report.get("selection")
     if sel:
+        cfg_conf = cfg.get("select_confidence", 0)
         lines += [f"Selection task ({sel['kind']}): `{sel['task']}`, metric `{sel['metric']}`; every stage is evaluated on "
-                  "it at step 0 and evenly spaced steps and returns its best checkpoint.", ""]
+                  "it at step 0 and evenly spaced steps; a checkpoint replaces the stage's start only when a paired "
+                  f"bootstrap finds it better with confidence ≥ {cfg_conf}"
+                  + (f" and it loses at most {cfg.get('teacher_guard')} of agreement with the teacher (`{sel['guard']}`)"
+                     if sel.get("guard") else "") + ".", ""]
     lines += [f"Kept: {_kept(report.get('stages', []))}.", ""]
     before, after = report.get("before", {}), report.get("after", {})
     if before.get("tasks"):

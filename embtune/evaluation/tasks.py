@@ -287,9 +287,39 @@ def items_of(tasks: list[LoadedTask]) -> dict[str, Any]:
     return out
 
 
+class SharedEncodings:
+    """The encoder, with each distinct text embedded once across the tasks of one evaluation (two retrieval
+    tasks over the same corpus encode it once). Other attributes are the encoder's."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+        self.memo: dict[tuple, Any] = {}
+
+    def __getattr__(self, name: str):
+        return getattr(self.encoder, name)
+
+    def encode(self, texts, batch_size: int = 64, normalize: bool = False, precision: str = "fp32", **kw):
+        import numpy as np
+
+        texts = list(texts)
+        if kw:  # anything unusual goes straight through
+            return self.encoder.encode(texts, batch_size=batch_size, normalize=normalize, precision=precision, **kw)
+        key = (bool(normalize), precision)
+        missing = [t for t in dict.fromkeys(texts) if (key, t) not in self.memo]
+        if missing:
+            emb = self.encoder.encode(missing, batch_size=batch_size, normalize=normalize, precision=precision)
+            self.memo.update(((key, t), e) for t, e in zip(missing, emb))
+        if not texts:
+            return self.encoder.encode(texts, batch_size=batch_size, normalize=normalize, precision=precision)
+        return np.stack([self.memo[(key, t)] for t in texts])
+
+
 def evaluate_tasks(tasks: list[LoadedTask], encoder, batch_size: int = 64, precision: str = "fp32") -> dict[str, float]:
-    """Every task's metrics under their full names (``task/metric``)."""
+    """Every task's metrics under their full names (``task/metric``); texts shared by several tasks are
+    embedded once."""
     out: dict[str, float] = {}
+    if len(tasks) > 1:
+        encoder = SharedEncodings(encoder)
     for t in tasks:
         for k, v in t.evaluator.evaluate(encoder, batch_size=batch_size, precision=precision).items():
             out[f"{t.spec.name}/{k}"] = float(v)

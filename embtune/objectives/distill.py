@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,11 +84,27 @@ class TeacherCache:
         emb = torch.from_numpy(teacher.encode(texts, batch_size=batch_size, precision=precision))
         self.seconds = time.perf_counter() - t0
         self.forwards += len(texts)
+        self._write(path, emb)
+        return emb
+
+    def put(self, texts: list[str], embeddings: Tensor, encoder: nn.Module) -> None:
+        """Store the teacher's embeddings of ``texts`` (rows of a larger pass, sliced) under their own key, so a
+        run asking for exactly these texts reads them instead of running the teacher again."""
+        from embtune.precision import resolve_precision
+
+        if len(texts) != len(embeddings):
+            raise EmbtuneError(f"teacher cache: {len(embeddings)} embeddings for {len(texts)} texts")
+        precision = resolve_precision(self.precision, encoder.device, what="teacher precision")
+        path = self.root / f"{self.key(encoder, texts, precision)}.safetensors"
+        if not path.is_file():
+            self._write(path, embeddings)
+
+    @staticmethod
+    def _write(path: Path, emb: Tensor) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".tmp-{os.getpid()}")
         save_file({"embeddings": emb.contiguous()}, str(tmp))
         tmp.replace(path)
-        return emb
 
 
 @dataclass

@@ -132,6 +132,12 @@ class EvalTracker:
         #: the starting model's per-item scores on the selection metric (training/selection.py)
         self.confidence = getattr(cfg, "select_confidence", 0.0)
         self.start_items = None
+        #: --guard-metric: (full name, higher is better) of a metric a kept checkpoint may not lose much on
+        self.guard = None
+        if getattr(cfg, "guard_metric", None) and self.tasks:
+            from embtune.evaluation.tasks import resolve_metric
+
+            self.guard = resolve_metric(cfg.guard_metric, [t.spec for t in self.tasks])
         self.tb = _tensorboard(out) if active else None
 
     def log_loss(self, step: int, loss: float, lr: float) -> None:
@@ -168,12 +174,22 @@ class EvalTracker:
                     " ".join(f"{k}={v:.4f}" for k, v in m.items()), self.metric, self.best, self.best_step)
 
     def eligible(self, step: int, rec: dict) -> bool:
-        """With ``select_confidence``: the starting model (the first evaluation) always is; a later checkpoint
-        when a paired bootstrap over the selection items finds it better than the start with that confidence
-        (recorded as ``selection_confidence``). Without it, or for a metric without per-item scores: every one."""
+        """Whether a checkpoint may be kept. The starting model (the first evaluation) always may. A later one:
+        not when ``guard_metric`` fell more than ``guard_tolerance`` below the start's value; with
+        ``select_confidence``, only when a paired bootstrap over the selection items finds it better than the start
+        with that confidence (recorded as ``selection_confidence``; a metric without per-item scores: no test)."""
         from embtune.evaluation.tasks import items_of
         from embtune.training.selection import ItemStat, gain_confidence
 
+        if self.history and self.guard is not None:  # --guard-metric: may not fall far below the start's value
+            name, higher = self.guard
+            start, now = self.history[0][name], rec[name]
+            loss = (start - now) if higher else (now - start)
+            if loss > self.cfg.guard_tolerance:
+                rec["guard_lost"] = loss
+                logger.info("step %d: %s %.2f is %.2f below the start's %.2f (tolerance %.2f): not eligible", step,
+                            name, now, loss, start, self.cfg.guard_tolerance)
+                return False
         if not self.confidence:
             return True
         items = items_of(self.tasks).get(self.metric)

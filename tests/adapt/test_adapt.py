@@ -46,6 +46,10 @@ def test_corpus_pairs_and_teacher_run_the_planned_chain(domain, tiny_st, tmp_pat
     held = [json.loads(x)["text"] for x in open(sel / "queries.jsonl")]
     trained = (out / "data" / "pairs-train.tsv").read_text().splitlines()[1:]
     assert held and not set(held) & {r.split("\t")[0] for r in trained}  # no held-out query is trained on
+    # with a teacher beside the labels, agreement with the teacher guards every stage
+    assert (out / "data" / "agreement" / "queries.jsonl").is_file()
+    saved = json.loads((out / "stages" / "2-guided" / "train_config.json").read_text())
+    assert saved["guard_metric"] == "agree/ndcg@10" and saved["select_confidence"] == 0.9
     # the held-out task, before and after; the model loads
     key = f"beir:heldout/ndcg@10"
     assert key in rep["before"]["tasks"] and key in rep["after"]["tasks"]

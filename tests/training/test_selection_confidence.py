@@ -364,3 +364,44 @@ def test_training_run_records_selection_confidence(tiny_bert, tmp_path):
                                                                                for h in hist]
     logged = [json.loads(ln) for ln in (tmp_path / "o" / "eval_history.jsonl").read_text().splitlines()]
     assert [h.get("selection_confidence") for h in logged] == [h.get("selection_confidence") for h in hist]
+
+
+class TwoTasks:
+    """A selection task and a guard task, scripted per call (means of the arrays)."""
+
+    def __init__(self, script):
+        self.script = list(script)
+
+    def evaluate(self, encoder, batch_size=64, precision="fp32"):
+        return {"ndcg@10": float(self.script.pop(0))}
+
+
+def run_guarded(tmp_path, tolerance, sel, guard):
+    cfg = make_config(model="m", train_file="t.tsv", output=str(tmp_path / "o"), precision="fp32", seed=0,
+                      guard_metric="agree/ndcg@10", guard_tolerance=tolerance)
+    tasks = [LoadedTask(TaskSpec("dev", "beir", "x", {"ndcg@10": True}), TwoTasks(sel)),
+             LoadedTask(TaskSpec("agree", "beir", "y", {"ndcg@10": True}), TwoTasks(guard))]
+    out = tmp_path / f"g-{tolerance}"
+    out.mkdir()
+    tracker = EvalTracker(cfg, out, active=True, tasks=tasks, metric="dev/ndcg@10", higher_is_better=True)
+    tracker.tb = None
+    enc = FakeEncoder()
+    for step in range(len(sel)):
+        enc.w = torch.full((3,), float(step))
+        tracker.evaluate(enc, step)
+    return tracker
+
+
+def test_guard_metric_keeps_a_checkpoint_that_drifted_out(tmp_path):
+    # step 1 gains on selection but loses 2.0 on the guard; step 2 gains less and loses 0.3
+    tracker = run_guarded(tmp_path, 1.0, sel=[30.0, 33.0, 31.0], guard=[60.0, 58.0, 59.7])
+    assert tracker.best_step == 2 and tracker.history[1]["guard_lost"] == pytest.approx(2.0)
+    assert "guard_lost" not in tracker.history[2]
+    # negative control: a tolerance that admits the drift keeps the higher selection value
+    assert run_guarded(tmp_path, 5.0, sel=[30.0, 33.0, 31.0], guard=[60.0, 58.0, 59.7]).best_step == 1
+
+
+def test_guard_metric_must_name_a_metric_of_the_tasks():
+    with pytest.raises(EmbtuneError, match="--guard-metric 'nope/ndcg@10'"):
+        make_config(model="m", train_file="t.tsv", output="o", eval_task="beir:x", eval_steps=1,
+                    guard_metric="nope/ndcg@10").eval_specs()
