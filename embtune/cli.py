@@ -235,7 +235,7 @@ def _add_adapt(sub) -> None:
                                    "recipes.py), each selected on your own task with the starting model as a "
                                    "candidate. Every option is also a YAML key for --config.")
     p.add_argument("--config", help="YAML file with any of the options below (flags override it)")
-    add_flags(p.add_argument_group("options"), ADAPT_OPTIONS.values())
+    add_flags(p.add_argument_group("adapt options (also YAML keys)"), ADAPT_OPTIONS.values())
     p.add_argument("--overwrite", action="store_true", help="clear a non-empty --output folder first")
     p.add_argument("--progress", action="store_true", help="progress bars instead of log lines")
 

@@ -146,7 +146,7 @@ class Adaptation:
     # ---- the flow -----------------------------------------------------------------------------
     def run(self) -> dict:
         from embtune.adapt.report import write_report
-        from embtune.adapt.selection import prepare_inputs
+        from embtune.adapt.selection import prepare_inputs, read_inputs
         from embtune.evaluation.tasks import load_task, parse_tasks
         from embtune.utils import library_versions, seed_everything, write_json
 
@@ -155,6 +155,7 @@ class Adaptation:
         check_output(out, self.overwrite)
         corpus = corpus_file(cfg.corpus)
         stages = plan(self.have(), [s.strip() for s in cfg.stages.split(",")] if cfg.stages else None)
+        read = read_inputs(cfg, corpus)  # every input checked before anything is cleared or computed
         held_out = [load_task(t, purpose="report") for t in parse_tasks(cfg.eval_task)] if cfg.eval_task else []
         precision = self.precision()
         seed_everything(cfg.seed)
@@ -173,8 +174,8 @@ class Adaptation:
             write_json(out / "adapt_config.json", cfg.to_dict())
             write_json(out / "versions.json", library_versions())
             t0 = time.perf_counter()
-            lookup = self.teacher_pass(teacher, corpus, precision) if teacher is not None else None
-            inputs = prepare_inputs(cfg, corpus, out / "data", lookup)
+            lookup = self.teacher_pass(teacher, read, precision) if teacher is not None else None
+            inputs = prepare_inputs(cfg, read, out / "data", lookup)
             report.update(inputs=inputs.counts, selection={"task": inputs.selection, "kind": inputs.selection_kind,
                                                            "metric": inputs.metric, "guard": inputs.guard or None})
             if lookup is not None:
@@ -202,7 +203,7 @@ class Adaptation:
             lock.unlink(missing_ok=True)
         return report
 
-    def teacher_pass(self, teacher, corpus: Path, precision: str):
+    def teacher_pass(self, teacher, read, precision: str):
         """The teacher's embeddings of every distinct text the run may ask for — the corpus and the labelled
         files' texts — in one pass (cached by content: a second run reads them); returns ``texts -> normalized
         embeddings`` over those texts. The teacher never runs during training: each stage's texts are stored
@@ -210,15 +211,13 @@ class Adaptation:
         import numpy as np
         import torch
 
-        from embtune.adapt.selection import distinct_texts, read_corpus
-        from embtune.data import read_train_file
         from embtune.objectives.distill import TeacherCache
 
         t0 = time.perf_counter()
-        texts = distinct_texts(read_corpus(corpus))
-        for flag in ("pairs", "scored", "classes"):
-            if getattr(self.cfg, flag):
-                texts += [t for ex in read_train_file(getattr(self.cfg, flag)).examples for t in ex]
+        texts = list(read.texts)
+        for data in (read.pairs, read.scored, read.classes):
+            if data is not None:
+                texts += [t for ex in data.examples for t in ex]
         texts = list(dict.fromkeys(texts))
         cache = TeacherCache(self.cfg.teacher, allow_pickle=self.cfg.allow_pickle_weights, precision=precision)
         emb = cache.embeddings(texts, encoder=teacher).float()

@@ -110,33 +110,58 @@ def distinct_texts(corpus: dict[str, str]) -> list[str]:
     return texts
 
 
-def prepare_inputs(cfg, corpus_path: Path, data_dir: Path, teacher_encoder=None) -> Inputs:
-    """Read and check every input, write the stages' training files and the selection task into ``data_dir``.
+@dataclass
+class ReadInputs:
+    """Every input read and checked, nothing written yet (a bad file fails before any earlier run is cleared)."""
 
-    ``teacher_encoder``: called only for teacher-agreement selection, ``(texts) -> normalized embeddings``."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    corpus_path: Path
+    corpus: dict[str, str]
+    texts: list[str]  # distinct corpus texts
+    pairs: TrainData | None = None
+    scored: TrainData | None = None
+    classes: TrainData | None = None
+    ids_of: dict[str, list[str]] = field(default_factory=dict)  # corpus text -> its ids
+
+
+def read_inputs(cfg, corpus_path: Path) -> ReadInputs:
     corpus = read_corpus(corpus_path)
-    inputs = Inputs(corpus)
     texts = distinct_texts(corpus)
     if len(texts) < 3:
         raise EmbtuneError(f"--corpus {corpus_path}: {len(texts)} distinct text(s); adapt needs at least 3")
-    inputs.counts.update(corpus_documents=len(corpus), corpus_distinct_texts=len(texts))
-    held_texts: set[str] = set()
-
+    r = ReadInputs(corpus_path, corpus, texts)
+    for i, t in corpus.items():
+        r.ids_of.setdefault(t.strip(), []).append(i)
     if cfg.pairs:
-        data = _labelled("pairs", cfg.pairs, (PAIR_COLUMNS, TRIPLE_COLUMNS), "(query, positive) pairs: sent0,sent1 "
-                         "or sent0,sent1,hard_neg")
-        ids_of: dict[str, list[str]] = {}
-        for i, t in corpus.items():
-            ids_of.setdefault(t.strip(), []).append(i)
+        r.pairs = _labelled("pairs", cfg.pairs, (PAIR_COLUMNS, TRIPLE_COLUMNS), "(query, positive) pairs: "
+                            "sent0,sent1 or sent0,sent1,hard_neg")
         from embtune.training.mining import _data_lines
 
-        missing = [k for k, ex in enumerate(data.examples) if ex[1].strip() not in ids_of]
+        missing = [k for k, ex in enumerate(r.pairs.examples) if ex[1].strip() not in r.ids_of]
         if missing:
-            k, lines = missing[0], _data_lines(data.path, len(data))
-            raise located(data.path, lines[k], f"--pairs: the positive {data.examples[k][1][:80]!r} is not a text of "
-                                               f"--corpus {corpus_path} ({len(missing)} of {len(data)} positives are "
-                                               "missing); the selection ranks the corpus, so it must hold every positive")
+            k, lines = missing[0], _data_lines(r.pairs.path, len(r.pairs))
+            raise located(r.pairs.path, lines[k], f"--pairs: the positive {r.pairs.examples[k][1][:80]!r} is not a "
+                                                  f"text of --corpus {corpus_path} ({len(missing)} of {len(r.pairs)} "
+                                                  "positives are missing); the selection ranks the corpus, so it "
+                                                  "must hold every positive")
+    if cfg.scored:
+        r.scored = _labelled("scored", cfg.scored, (SCORED_PAIR_COLUMNS, BINARY_PAIR_COLUMNS),
+                             "scored or 0/1 pairs: sent0,sent1,score or sent0,sent1,label")
+    if cfg.classes:
+        r.classes = _labelled("classes", cfg.classes, (CLASS_COLUMNS,), "class-labelled texts: text,label")
+    return r
+
+
+def prepare_inputs(cfg, read: ReadInputs, data_dir: Path, teacher_encoder=None) -> Inputs:
+    """Write the stages' training files and the selection task (and the teacher guard) into ``data_dir``.
+
+    ``teacher_encoder``: ``(texts) -> normalized embeddings``, for teacher-agreement selection or guard."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    corpus, texts = read.corpus, read.texts
+    inputs = Inputs(corpus)
+    inputs.counts.update(corpus_documents=len(corpus), corpus_distinct_texts=len(texts))
+    held_texts: set[str] = set()
+    if read.pairs is not None:
+        data = read.pairs
         split = hold_out(data, cfg.dev_fraction)
         train_path = data_dir / "pairs-train.tsv"
         write_rows(split.train, train_path)
@@ -144,19 +169,17 @@ def prepare_inputs(cfg, corpus_path: Path, data_dir: Path, teacher_encoder=None)
         queries, qrels = {}, []
         for q, p, *_ in split.held_out.examples:
             qid = queries.setdefault(q, f"q{len(queries)}")
-            qrels.extend((qid, d) for d in ids_of[p.strip()])
+            qrels.extend((qid, d) for d in read.ids_of[p.strip()])
         _write_beir(data_dir / "selection", corpus, {v: k for k, v in queries.items()}, sorted(set(qrels)))
         inputs.selection, inputs.selection_kind = f"select=beir:{data_dir / 'selection'}", "pairs"
         inputs.counts.update(pairs=len(data), pairs_train=len(split.train), selection_queries=len(queries),
                              selection_corpus=len(corpus))
-    if cfg.scored:
-        data = _labelled("scored", cfg.scored, (SCORED_PAIR_COLUMNS, BINARY_PAIR_COLUMNS),
-                         "scored or 0/1 pairs: sent0,sent1,score or sent0,sent1,label")
+    if read.scored is not None:
+        data = read.scored
         inputs.train_files["scored"] = _split_labelled(inputs, data, cfg, data_dir, "scored",
                                                        "scored" if data.columns == SCORED_PAIR_COLUMNS else "binary")
-    if cfg.classes:
-        data = _labelled("classes", cfg.classes, (CLASS_COLUMNS,), "class-labelled texts: text,label")
-        inputs.train_files["classes"] = _split_labelled(inputs, data, cfg, data_dir, "classes", "classes")
+    if read.classes is not None:
+        inputs.train_files["classes"] = _split_labelled(inputs, read.classes, cfg, data_dir, "classes", "classes")
     if cfg.teacher and teacher_encoder is not None:  # the selection task, or the guard beside labelled selection
         held_texts = _teacher_agreement(inputs, texts, data_dir, teacher_encoder)
     corpus_train = [t for t in texts if t not in held_texts]

@@ -216,3 +216,13 @@ def test_cli(domain, tiny_st, tmp_path, capsys):
     assert main(["adapt", "--model", str(tiny_st), "--corpus", str(tmp_path / "missing.txt"), "--output",
                  str(tmp_path / "x"), "--pairs", str(domain["pairs"])]) == 2
     assert "--corpus" in capsys.readouterr().err
+
+
+def test_bad_input_never_clears_the_earlier_run(domain, tiny_st, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "report.md").write_text("an earlier run")
+    with pytest.raises(EmbtuneError, match="--pairs"):
+        adapt(**dict(SMALL, model=str(tiny_st), corpus=str(domain["corpus"]), output=str(out),
+                     pairs=str(domain["scored"])), overwrite=True)
+    assert (out / "report.md").read_text() == "an earlier run"
