@@ -110,7 +110,7 @@ class Adaptation:
         from embtune.config import make_config
 
         c = self.cfg
-        steps = c.steps or stage.steps
+        steps = c.steps or stage.steps_for(inputs.rows(stage.data), c.batch_size)
         every = max(1, steps // c.evaluations)
         values = dict(model=start, objective=stage.objective, train_file=str(inputs.train_files[stage.data]),
                       output=str(self.out / "stages" / f"{index}-{stage.name}"), max_steps=steps, eval_steps=every,

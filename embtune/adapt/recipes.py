@@ -26,24 +26,32 @@ class Stage:
     #: the input it trains on: "corpus", "pairs", "scored" or "classes"
     data: str
     teacher: bool  # whether it needs --teacher
-    steps: int
+    steps: int  # a corpus stage's steps; a labelled stage's at most (its epochs decide, below)
     lr: float
     what: str
     #: objective options (and generic ones, e.g. batch_size) of this stage
     settings: dict[str, Any] = field(default_factory=dict)
+    #: labelled stages: passes over the training rows (sentence-transformers' standard recipe: 3); a few hundred
+    #: pairs are ~10 batches, so a fixed step count would be dozens of epochs
+    epochs: int | None = None
+
+    def steps_for(self, rows: int, batch_size: int) -> int:
+        if self.epochs is None:
+            return self.steps
+        return max(1, min(self.steps, self.epochs * -(-rows // batch_size)))
 
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("distill", "listwise-distill", "corpus", True, 400, 1e-4,
           "the teacher's ranking of each corpus text's neighbours, listwise KL (objectives/listwise_distill.py)",
           {"cluster_size": 8, "student_neighbours": 3}),
-    Stage("guided", "guided", "pairs", True, 200, 3e-5,
+    Stage("guided", "guided", "pairs", True, 1000, 3e-5,
           "(query, positive) pairs, in-batch negatives the teacher marks as false negatives removed "
-          "(objectives/guided_contrastive.py)"),
-    Stage("pairs", "sup-simcse", "pairs", False, 200, 3e-5,
-          "(query, positive) pairs, supervised SimCSE with in-batch negatives"),
-    Stage("cosent", "cosent", "scored", False, 200, 3e-5, "scored or 0/1 pairs, CoSENT"),
-    Stage("supcon", "supcon", "classes", False, 200, 3e-5, "class-labelled texts, supervised contrastive"),
+          "(objectives/guided_contrastive.py)", epochs=3),
+    Stage("pairs", "sup-simcse", "pairs", False, 1000, 3e-5,
+          "(query, positive) pairs, supervised SimCSE with in-batch negatives", epochs=3),
+    Stage("cosent", "cosent", "scored", False, 1000, 3e-5, "scored or 0/1 pairs, CoSENT", epochs=3),
+    Stage("supcon", "supcon", "classes", False, 1000, 3e-5, "class-labelled texts, supervised contrastive", epochs=3),
 )}
 
 

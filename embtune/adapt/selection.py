@@ -56,6 +56,12 @@ class Inputs:
     guard: str = ""
     counts: dict = field(default_factory=dict)
 
+    def rows(self, kind: str) -> int:
+        """Training rows of a stage's data (``corpus``: texts)."""
+        with open(self.train_files[kind], encoding="utf-8") as f:
+            n = sum(1 for ln in f if ln.strip())
+        return n if kind == "corpus" else n - 1  # the labelled files have a header row
+
     @property
     def metric(self) -> str:
         return {"pairs": "select/ndcg@10", "teacher-agreement": "select/ndcg@10", "scored": "select/spearman",

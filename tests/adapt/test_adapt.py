@@ -111,6 +111,11 @@ def test_plan_follows_the_data_and_stages_are_checked():
         plan({"corpus", "pairs"}, ["guided"])
     with pytest.raises(EmbtuneError, match="unknown stage 'nope'"):
         plan({"corpus", "pairs"}, ["nope"])
+    # labelled stages run 3 epochs of their rows (capped); a corpus stage its own steps
+    from embtune.adapt.recipes import STAGES
+
+    assert STAGES["pairs"].steps_for(538, 64) == 27 and STAGES["pairs"].steps_for(10**6, 64) == 1000
+    assert STAGES["distill"].steps_for(10**6, 64) == STAGES["distill"].steps
 
 
 # ---- bad input: each a clear error naming the file, line or flag -------------------------------------------
