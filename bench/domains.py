@@ -461,7 +461,14 @@ def render(work: Path, domains: list[str], notes: dict[str, str], args) -> str:
              "(distill-nn: 22 rows of 3), max_seq_length 32, lr 3e-5 (distillation 5e-5), seed 42; evaluation on the "
              "selection split at step 0 and every E steps; the run returns the best of those checkpoints (step 0 = "
              "the starting model; the selected-step column: selected / trained, every E). Metrics ×100 "
-             "on the evaluation split, which no run trains or selects on.", ""]
+             "on the evaluation split, which no run trains or selects on.", "",
+             "`adapt` rows run the product with its own defaults (`embtune/adapt/recipes.py`: distill 400 steps, "
+             "labelled stages 3 epochs, batch 64, max_seq_length 64, 4 evaluations per stage, bootstrap confidence "
+             "0.9, teacher guard 1.0) on the corpus, all the tuning half's labels (adapt holds out its own 20% of "
+             "the queries/groups for selection, ranked against the full corpus) and/or the teacher; their "
+             "selection column is adapt's own selection task (first stage's start → last stage's kept value) and "
+             "their selected-step column lists each stage's kept step. `st-*` rows train on all the tuning half's "
+             "pairs and return the last step (no selection).", ""]
     for dom in domains:
         found = {p.parent.name: json.loads(p.read_text()) for p in (work / dom).glob("*/bench.json")}
         order = {r: i for i, r in enumerate(("start", *RECIPES))}
