@@ -221,7 +221,8 @@ def _teacher_agreement(inputs: Inputs, texts: list[str], data_dir: Path, teacher
                            f"teacher (queries + {AGREEMENT_DEPTH} neighbours each); give labels or more text")
     order = sorted(texts, key=lambda t: (_sha(t), t))
     held = order[:n]
-    rest = [t for t in texts if t not in set(held)]
+    held_set = set(held)
+    rest = [t for t in texts if t not in held_set]
     emb = teacher_encoder(held + rest)
     idx, _ = topk(emb[:n], emb[n:], AGREEMENT_DEPTH)
     docs = {f"d{i}": t for i, t in enumerate(rest)}
@@ -238,5 +239,5 @@ def _teacher_agreement(inputs: Inputs, texts: list[str], data_dir: Path, teacher
         inputs.counts.update(selection_queries=n, selection_corpus=len(docs))
         logger.info("selection: agreement with the teacher's %d nearest texts for %d held-out corpus texts",
                     AGREEMENT_DEPTH, n)
-    return set(held)
+    return held_set
 

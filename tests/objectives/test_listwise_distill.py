@@ -246,7 +246,7 @@ class _Batch:
 
 
 def test_objective_loss_uses_the_teachers_rows_of_the_batch_texts():
-    obj = ListwiseDistill("t", temperature=0.5, teacher_temperature=0.2, cluster_size=2)
+    obj = ListwiseDistill("t", temperature=0.5, teacher_temperature=0.2, cluster_size=2, student_neighbours=0)
     obj.targets = torch.tensor(T4)
     obj.row = {"a": 0, "b": 1, "c": 2, "d": 3}
     batch = _Batch([("c",), ("a",), ("d",), ("b",)])  # another order than the teacher's rows
@@ -269,7 +269,10 @@ def test_objective_bad_inputs():
         ListwiseDistill("t", teacher_temperature=0)
     with pytest.raises(EmbtuneError, match="setup"):
         ListwiseDistill("t").make_batches(None, 8, 0, 0)
-    obj = ListwiseDistill("t", cluster_size=2)
+    for bad in (-1, 2, 1.5):
+        with pytest.raises(EmbtuneError, match="--student-neighbours"):
+            ListwiseDistill("t", cluster_size=2, student_neighbours=bad)
+    obj = ListwiseDistill("t", cluster_size=2, student_neighbours=0)
     obj.cache.embeddings = lambda texts: torch.randn(len(texts), 4)
     with pytest.raises(EmbtuneError, match="f.txt: 2 text"):
         obj.setup(None, SimpleNamespace(path="f.txt", examples=[("a",), ("b",)]))
@@ -302,3 +305,41 @@ def test_training_rejects_a_repeated_text(tiny_st, tmp_path):
                       output=str(tmp_path / "o"), batch_size=8, max_steps=2, cluster_size=4, precision="fp32")
     with pytest.raises(EmbtuneError, match=r"dup\.txt.*distinct texts.*1 repeat"):
         train(cfg, progress=False)
+
+
+def test_merge_neighbours_takes_distinct_indices_in_order():
+    from embtune.objectives.listwise_distill import merge_neighbours
+
+    teacher = np.array([[1, 2, 3, 4], [0, 2, 3, 4]])
+    student = np.array([[2, 5, 6, 7], [3, 4, 5, 6]])
+    # 2 of the teacher's, then the student's, then the teacher's next ones fill in where the two overlap
+    out = merge_neighbours([teacher[:, :2], student, teacher[:, 2:]], 4)
+    assert out.tolist() == [[1, 2, 5, 6], [0, 2, 3, 4]]
+
+
+class _Own:
+    """A starting model whose neighbours differ from the teacher's: text i is nearest to text i+1 (mod n)."""
+
+    def encode(self, texts, batch_size=128, normalize=True, precision="fp32"):
+        n = len(texts)
+        ang = np.arange(n) * (2 * np.pi / n)
+        return np.stack([np.cos(ang), np.sin(ang)], 1).astype(np.float32)
+
+
+def test_clusters_hold_the_starting_models_own_neighbours():
+    from types import SimpleNamespace
+
+    texts = [f"t{i}" for i in range(12)]
+    obj = ListwiseDistill("t", cluster_size=4, student_neighbours=2, precision="fp32")
+    g = torch.Generator().manual_seed(0)
+    obj.cache.embeddings = lambda t: torch.randn(len(t), 8, generator=g)
+    obj.setup(_Own(), SimpleNamespace(path="f.txt", examples=[(t,) for t in texts]))
+    teacher_nn = teacher_neighbours(obj.targets, 3)
+    for i, row in enumerate(obj.neighbours):
+        assert row[0] == teacher_nn[i][0]  # the teacher's nearest first
+        assert {(i + 1) % 12, (i - 1) % 12} <= set(row.tolist())  # then the starting model's two nearest
+    # negative control: without student neighbours the clusters are the teacher's alone
+    plain = ListwiseDistill("t", cluster_size=4, student_neighbours=0)
+    plain.cache.embeddings = lambda t: obj.targets
+    plain.setup(None, SimpleNamespace(path="f.txt", examples=[(t,) for t in texts]))
+    assert plain.neighbours.tolist() == teacher_nn.tolist()
