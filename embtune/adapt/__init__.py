@@ -179,7 +179,7 @@ class Adaptation:
             report.update(inputs=inputs.counts, selection={"task": inputs.selection, "kind": inputs.selection_kind,
                                                            "metric": inputs.metric, "guard": inputs.guard or None})
             if lookup is not None:
-                self.store_stage_targets(teacher, stages, inputs, lookup, precision)
+                self.store_stage_targets(teacher, stages, inputs)
             self.stage_records.append({"stage": "prepare", "seconds": round(time.perf_counter() - t0, 1)})
             t0 = time.perf_counter()
             report["before"] = self.evaluate(start, held_out, precision)
@@ -232,7 +232,7 @@ class Adaptation:
 
         return lookup
 
-    def store_stage_targets(self, teacher, stages: list[Stage], inputs, lookup, precision: str) -> None:
+    def store_stage_targets(self, teacher, stages: list[Stage], inputs) -> None:
         """Each teacher stage's texts, in the order its objective asks for them, sliced from the one pass."""
         from embtune.data import read_train_file
 
