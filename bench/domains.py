@@ -312,7 +312,7 @@ def mined_triples(d: dict, out: Path, args) -> Path:
 def run_adapt(domain: str, recipe: str, d: dict, work: Path, args) -> dict | None:
     """An ``embtune adapt`` row: the product itself on the domain's inputs (the corpus, and the tuning half's
     labels and/or the teacher, as ``ADAPT_ROWS`` says), its report's stages as the row's columns."""
-    from embtune.adapt import adapt
+    from embtune.adaptation import adapt
 
     if "adapt" not in d:
         return None
@@ -455,14 +455,14 @@ def render(work: Path, domains: list[str], notes: dict[str, str], args) -> str:
              f"evaluation precision {args.eval_precision}; "
              + (f"runs of {os.environ['OMP_NUM_THREADS']} thread(s) each (`OMP_NUM_THREADS`)"
                 if os.environ.get("OMP_NUM_THREADS") else "one run at a time on all cores")
-             + ". Rows `adapt*` are `embtune adapt` itself (embtune/adapt/), `st-*` sentence-transformers' standard "
+             + ". Rows `adapt*` are `embtune adapt` itself (embtune/adaptation/), `st-*` sentence-transformers' standard "
              "recipe on the same tuning pairs.", "",
              "Budget: a recipe named `name @N` trained N steps (a chain `a-b @N`: N steps each), batch 64 "
              "(distill-nn: 22 rows of 3), max_seq_length 32, lr 3e-5 (distillation 5e-5), seed 42; evaluation on the "
              "selection split at step 0 and every E steps; the run returns the best of those checkpoints (step 0 = "
              "the starting model; the selected-step column: selected / trained, every E). Metrics ×100 "
              "on the evaluation split, which no run trains or selects on.", "",
-             "`adapt` rows run the product with its own defaults (`embtune/adapt/recipes.py`: distill 400 steps, "
+             "`adapt` rows run the product with its own defaults (`embtune/adaptation/recipes.py`: distill 400 steps, "
              "labelled stages 3 epochs, batch 64, max_seq_length 64, 4 evaluations per stage, bootstrap confidence "
              "0.9, teacher guard 1.0) on the corpus, all the tuning half's labels (adapt holds out its own 20% of "
              "the queries/groups for selection, ranked against the full corpus) and/or the teacher; their "

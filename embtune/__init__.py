@@ -8,7 +8,7 @@ Layout (data -> encoders -> objectives -> training -> evaluation -> interfaces):
 - ``embtune.training``    the one training loop
 - ``embtune.search``      one exact top-k engine (trec_eval's tie-break), quantized/faiss search, ``Index``
 - ``embtune.evaluation``  SentEval-exact STS evaluation and reports
-- ``embtune.adapt``       ``embtune adapt``: recipes (stage chains), selection on the user's task, the report
+- ``embtune.adaptation``  ``embtune adapt``: recipes (stage chains), selection on the user's task, the report
 - ``embtune.cli``         the ``embtune`` command
 """
 
@@ -46,11 +46,11 @@ def adapt(model=None, corpus=None, output=None, **options):
     stages for the data given, each selected on the user's own task with the starting model as a candidate;
     returns the report (also in ``output/report.json`` and ``report.md``), the model in ``output/model``.
     Options: ``pairs=``, ``scored=``, ``classes=``, ``teacher=``, ``eval_task=``, ``steps=``, ... (see
-    :class:`embtune.adapt.AdaptConfig`).
+    :class:`embtune.adaptation.AdaptConfig`).
 
     >>> report = embtune.adapt("minilm-l6", "titles.txt", "runs/adapted", pairs="pairs.tsv", teacher="mpnet-base")
     """
-    from embtune.adapt import adapt as _adapt
+    from embtune.adaptation import adapt as _adapt
 
     return _adapt(model, corpus, output, **options)
 

@@ -226,12 +226,12 @@ def _add_word_vectors(sub) -> None:
 
 
 def _add_adapt(sub) -> None:
-    from embtune.adapt.config import ADAPT_OPTIONS
+    from embtune.adaptation.config import ADAPT_OPTIONS
     from embtune.options import add_flags
 
     p = sub.add_parser("adapt", help="adapt a model to your domain in one command: corpus (+ labels, + a teacher) "
                                      "in, a model better on your held-out task out, with a report",
-                       description="Runs the measured-best chain of stages for the data given (embtune/adapt/"
+                       description="Runs the measured-best chain of stages for the data given (embtune/adaptation/"
                                    "recipes.py), each selected on your own task with the starting model as a "
                                    "candidate. Every option is also a YAML key for --config.")
     p.add_argument("--config", help="YAML file with any of the options below (flags override it)")
@@ -241,8 +241,8 @@ def _add_adapt(sub) -> None:
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
-    from embtune.adapt import adapt
-    from embtune.adapt.config import make_adapt_config
+    from embtune.adaptation import adapt
+    from embtune.adaptation.config import make_adapt_config
 
     given = {k: v for k, v in vars(args).items() if k not in ("command", "config", "verbose", "overwrite", "progress")}
     for flag in ("trust_remote_code", "allow_pickle_weights"):  # only from this command line, never from a file

@@ -99,6 +99,10 @@ class TrainConfig:
                                          "(see embtune/evaluation/tasks.py); without --eval-steps: step 0 and the end",
                                    repeatable=True)
     eval_sickr: bool = option(False, "also evaluate on SICK-R dev (= --eval-task sickr-dev)")
+    watch_task: str | None = option(None, "held-out task(s) scored at every evaluation for the record only (a BEIR "
+                                          "folder's test qrels), never used to select or guard: how the selected "
+                                          "checkpoint compares on data selection never saw; same syntax as "
+                                          "--eval-task", repeatable=True)
     metric_for_best: str | None = option(None, "the metric that selects the checkpoint, TASK/METRIC (e.g. "
                                                "stsb-dev/spearman, beir:android/ndcg@10, dev/ap); default: the first "
                                                "eval task's first metric")
@@ -161,11 +165,13 @@ class TrainConfig:
             if self.metric_for_best is not None:
                 raise EmbtuneError("--metric-for-best: no evaluation is asked for; add --eval-steps N, --eval-task or "
                                    "--dev-fraction")
+            self.watch_specs()
             return [], None, True
         if self.dev_fraction and dev_split is None:
             dev_split = dev_split_placeholder()
         tasks = parse_tasks(self.eval_task, sickr=self.eval_sickr, dev_split=dev_split)
         metric, higher = resolve_metric(self.metric_for_best, tasks)
+        self.watch_specs(tasks)
         if self.guard_metric is not None:
             try:
                 resolve_metric(self.guard_metric, tasks)
@@ -173,6 +179,22 @@ class TrainConfig:
                 raise EmbtuneError(str(e).replace("--metric-for-best", "--guard-metric", 1)) from None
         return tasks, metric, higher
         return self
+
+    def watch_specs(self, eval_tasks=None):
+        """``--watch-task``'s specs; their names may not repeat an eval task's (the history keys would clash)."""
+        from embtune.evaluation.tasks import parse_tasks
+
+        if not self.watch_task:
+            return []
+        if not self.evaluates:
+            raise EmbtuneError("--watch-task: no evaluation is asked for; add --eval-steps N, --eval-task or --dev-fraction")
+        watch = parse_tasks(self.watch_task)
+        taken = {t.name for t in (eval_tasks or [])}
+        for t in watch:
+            if t.name in taken:
+                raise EmbtuneError(f"--watch-task: {t.name!r} is also an eval task's name; name it with NAME=... "
+                                   f"(e.g. held-out={t.kind}:{t.target or t.name})")
+        return watch
 
     def to_dict(self) -> dict[str, Any]:
         """The options that applied to this run, flat (the saved ``train_config.json``; a valid YAML config)."""

@@ -366,6 +366,8 @@ class Trainer:
         specs, metric, higher = cfg.eval_specs(dev_split=dev_spec)
         # every eval task's files are read now: a bad one fails before the first step
         tasks = [load_task(t, dev_eval if t is dev_spec else None) for t in specs] if self.dist.is_main else []
+        if self.dist.is_main:  # --watch-task: scored beside them for the record; the metric and guard never read it
+            tasks += [load_task(t, purpose="report") for t in cfg.watch_specs(specs)]
         if len(self.data) < 2:
             raise EmbtuneError(f"{self.data.path}: {len(self.data)} example(s); contrastive training needs at least 2 (no negatives otherwise)")
         self.global_batch = cfg.batch_size * self.dist.world

@@ -405,3 +405,39 @@ def test_guard_metric_must_name_a_metric_of_the_tasks():
     with pytest.raises(EmbtuneError, match="--guard-metric 'nope/ndcg@10'"):
         make_config(model="m", train_file="t.tsv", output="o", eval_task="beir:x", eval_steps=1,
                     guard_metric="nope/ndcg@10").eval_specs()
+
+
+# ---- --watch-task: scored for the record, never selected on ------------------------------------------
+
+
+def test_watch_task_is_recorded_and_never_selects(tiny_bert, tmp_path):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"{s}\t{SENTENCES[(i + 1) % 12]}\n" for i, s in enumerate(SENTENCES)), encoding="utf-8")
+    dev = write_dev_beir(tmp_path / "devset")
+    held = write_dev_beir(tmp_path / "heldset")
+    # a held-out folder is read with its test qrels: here they differ from its dev qrels
+    (held / "qrels" / "dev.tsv").rename(held / "qrels" / "test.tsv")
+    from embtune.training import train
+
+    common = dict(objective="sup-simcse", lr=0.05, eval_steps=2, eval_task=f"beir:{dev}")
+    plain = train(cfg_for(tiny_bert, pairs, tmp_path / "a", **common), progress=False)
+    watched = train(cfg_for(tiny_bert, pairs, tmp_path / "b", watch_task=f"held=beir:{held}", **common), progress=False)
+    assert all("held/ndcg@10" in h for h in watched["evaluations"])
+    assert not any("held/ndcg@10" in h for h in plain["evaluations"])
+    # the same runs, the same selection: the watched task only adds columns
+    assert watched["selected_step"] == plain["selected_step"] and watched["best_value"] == plain["best_value"]
+    assert [h["beir:devset/ndcg@10"] for h in watched["evaluations"]] == [h["beir:devset/ndcg@10"]
+                                                                         for h in plain["evaluations"]]
+    # same texts and qrels as the dev task: the same values (a control that the watched task is really scored)
+    assert [h["held/ndcg@10"] for h in watched["evaluations"]] == pytest.approx(
+        [h["beir:devset/ndcg@10"] for h in watched["evaluations"]], abs=1e-6)
+
+
+def test_watch_task_cannot_select_or_share_a_name():
+    base = dict(model="m", train_file="t.tsv", output="o", eval_task="beir:x", eval_steps=1)
+    with pytest.raises(EmbtuneError, match="--metric-for-best 'held/ndcg@10'"):
+        make_config(**base, watch_task="held=beir:y", metric_for_best="held/ndcg@10").eval_specs()
+    with pytest.raises(EmbtuneError, match="--watch-task: 'beir:x' is also an eval task's name"):
+        make_config(**base, watch_task="beir:x").eval_specs()
+    with pytest.raises(EmbtuneError, match="--watch-task: no evaluation"):
+        make_config(model="m", train_file="t.tsv", output="o", watch_task="beir:y").validate()

@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 import embtune
-from embtune.adapt import adapt, plan
-from embtune.adapt.config import make_adapt_config
+from embtune.adaptation import adapt, plan
+from embtune.adaptation.config import make_adapt_config
 from embtune.errors import EmbtuneError
 
 SMALL = dict(steps=4, evaluations=2, batch_size=8, max_seq_length=16, lr=1e-3, sts=False, seed=3)
@@ -34,12 +34,17 @@ def test_corpus_pairs_and_teacher_run_the_planned_chain(domain, tiny_st, tmp_pat
     assert rep["plan"] == ["distill", "guided"]
     stages = [s for s in rep["stages"] if "objective" in s]
     assert [s["objective"] for s in stages] == ["listwise-distill", "guided"]
-    # the chain: stage 2 starts from stage 1's returned model and is selected on the same task
+    # the chain: stage 2 starts from stage 1's returned model; each stage is selected on what it trains (the
+    # corpus stage on agreement with the teacher, the labels guarding it; the pairs stage on the pairs, agreement
+    # guarding it)
     assert stages[1]["from"] == stages[0]["output"]
-    assert all(s["metric"] == "select/ndcg@10" for s in stages)
-    # each stage starts where the previous ended and returns its best: the selection value never falls
-    assert stages[1]["start_value"] == pytest.approx(stages[0]["best_value"], abs=1e-6)
+    assert (stages[0]["metric"], stages[0]["guard"]) == ("agree/ndcg@10", "select/ndcg@10")
+    assert (stages[1]["metric"], stages[1]["guard"]) == ("select/ndcg@10", "agree/ndcg@10")
+    # each stage returns its best (its start a candidate): the selection value never falls within a stage
     assert stages[0]["best_value"] >= stages[0]["start_value"] and stages[1]["best_value"] >= stages[1]["start_value"]
+    # stage 2's start is stage 1's kept model, scored on stage 2's metric: stage 1's guard value at its kept step
+    kept = next(e for e in stages[0]["evaluations"] if e["step"] == stages[0]["selected_step"])
+    assert stages[1]["start_value"] == pytest.approx(kept["guard"], abs=1e-4)
     # selection ranks the whole corpus (64 texts), not only the pairs file's positives
     sel = out / "data" / "selection"
     assert sum(1 for _ in open(sel / "corpus.jsonl")) == 64
@@ -58,6 +63,27 @@ def test_corpus_pairs_and_teacher_run_the_planned_chain(domain, tiny_st, tmp_pat
     assert "Your held-out task" in md and "teacher pass" in md and "Kept:" in md
     assert json.loads((out / "adapt_config.json").read_text())["teacher"] == str(tiny_st)
     assert (out / "versions.json").is_file() and not (out / ".adapt.lock").exists()
+
+
+def test_watch_records_the_held_out_task_at_every_evaluation(domain, tiny_st, tmp_path):
+    out = tmp_path / "run"
+    rep = _run(domain, out, model=tiny_st, pairs=domain["pairs"], eval_task=f"beir:{domain['heldout']}", watch=True)
+    stage = next(s for s in rep["stages"] if "objective" in s)
+    key = "beir:heldout/ndcg@10"
+    assert len(stage["evaluations"]) >= 2 and all(key in e["held_out"] for e in stage["evaluations"])
+    # the watched value at the kept step is the returned model's held-out figure; at step 0, the start's
+    kept = next(e for e in stage["evaluations"] if e["step"] == stage["selected_step"])
+    assert kept["held_out"][key] == pytest.approx(rep["after"]["tasks"][key], abs=1e-3)
+    assert stage["evaluations"][0]["held_out"][key] == pytest.approx(rep["before"]["tasks"][key], abs=1e-3)
+    # the watched task is read with its test qrels and never selects
+    saved = json.loads((out / "stages" / "1-pairs" / "train_config.json").read_text())
+    assert saved["watch_task"] == f"beir:{domain['heldout']}" and saved["metric_for_best"] == "select/ndcg@10"
+    assert "Held-out at every evaluation" in (out / "report.md").read_text()
+
+
+def test_watch_needs_an_eval_task(domain, tmp_path):
+    with pytest.raises(EmbtuneError, match="--watch: .*--eval-task"):
+        embtune.adapt(corpus=str(domain["corpus"]), output=str(tmp_path / "r"), pairs=str(domain["pairs"]), watch=True)
 
 
 def test_the_kept_model_is_the_last_stages_selected_checkpoint(domain, tiny_st, tmp_path):
@@ -112,7 +138,7 @@ def test_plan_follows_the_data_and_stages_are_checked():
     with pytest.raises(EmbtuneError, match="unknown stage 'nope'"):
         plan({"corpus", "pairs"}, ["nope"])
     # labelled stages run 3 epochs of their rows (capped); a corpus stage its own steps
-    from embtune.adapt.recipes import STAGES
+    from embtune.adaptation.recipes import STAGES
 
     assert STAGES["pairs"].steps_for(538, 64) == 27 and STAGES["pairs"].steps_for(10**6, 64) == 1000
     assert STAGES["distill"].steps_for(10**6, 64) == STAGES["distill"].steps
@@ -231,3 +257,10 @@ def test_bad_input_never_clears_the_earlier_run(domain, tiny_st, tmp_path):
         adapt(**dict(SMALL, model=str(tiny_st), corpus=str(domain["corpus"]), output=str(out),
                      pairs=str(domain["scored"])), overwrite=True)
     assert (out / "report.md").read_text() == "an earlier run"
+
+
+def test_embtune_adapt_stays_the_function_once_its_package_is_imported():
+    # a subpackage named like the function would replace it on first import (a second call would fail)
+    import embtune.adaptation  # noqa: F401
+
+    assert callable(embtune.adapt) and embtune.adapt.__module__ == "embtune"

@@ -30,7 +30,7 @@ class AdaptConfig:
                                          "selected on): beir:<folder>, scored:<file>, binary:<file>, "
                                          "classes:<file>, a built-in name; repeatable", repeatable=True)
     stages: str | None = option(None, "the stages to run, comma-separated (default: the plan for the data given, "
-                                      "embtune/adapt/recipes.py)", repeatable=True)
+                                      "embtune/adaptation/recipes.py)", repeatable=True)
     steps: int | None = option(None, "training steps of every stage (default: each stage's own)", check=at_least(1))
     evaluations: int = option(4, "selection evaluations per stage after step 0 (evenly spaced, the last at the end)",
                               check=at_least(1))
@@ -40,6 +40,12 @@ class AdaptConfig:
     teacher_guard: float = option(1.0, "with a teacher and labels: a checkpoint may lose at most this much agreement "
                                        "with the teacher (nDCG@10 ×100 of held-out corpus texts against the teacher's "
                                        "10 nearest) to be kept", check=at_least(0))
+    label_guard: float = option(0.0, "with a teacher and labels: the corpus stage is selected on agreement with the "
+                                     "teacher, and a checkpoint may lose at most this much of the labelled selection "
+                                     "metric (×100) against the stage's start to be kept", check=at_least(0))
+    watch: bool = option(False, "also score --eval-task at every evaluation of every stage, for the record (the "
+                                "report and each stage's eval_history.jsonl; never used to select): whether the kept "
+                                "checkpoint is also the best on your held-out data")
     dev_fraction: float = option(0.2, "share of the labelled queries/groups held out for selection",
                                  check=lambda v: None if 0 < v <= 0.5 else "a value in (0, 0.5]")
     batch_size: int = option(64, "texts or rows per training step", check=at_least(4))
@@ -65,6 +71,8 @@ class AdaptConfig:
         for flag in ("corpus", "output"):
             if not getattr(self, flag):
                 raise EmbtuneError(f"--{flag}: required")
+        if self.watch and not self.eval_task:
+            raise EmbtuneError("--watch: scores --eval-task during training, and no --eval-task was given")
         return self
 
 

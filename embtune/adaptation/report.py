@@ -38,6 +38,24 @@ def _kept(stages: list[dict]) -> str:
         if last is not trained[-1] else f"stage {last['stage']}, step {last['selected_step']} of {last['steps']}"
 
 
+def watched(stages: list[dict]) -> list[str]:
+    """``--watch``: each evaluation's held-out values beside the selection value, the kept step marked."""
+    rows = [(s, e) for s in stages if s.get("status") == "done" for e in s.get("evaluations", []) if "held_out" in e]
+    if not rows:
+        return []
+    names = list(dict.fromkeys(k for _, e in rows for k in e["held_out"]))
+    out = ["", "## Held-out at every evaluation (`--watch`: for the record, never selected on)", "",
+           "| stage | step | selection | confidence | guard | " + " | ".join(names) + " |",
+           "|---|---:|---:|---:|---:|" + "---:|" * len(names)]
+    for s, e in rows:
+        mark = " (kept)" if e["step"] == s["selected_step"] else ""
+        conf = f"{e['confidence']:.2f}" if "confidence" in e else "–"
+        guard = f"{e['guard']:.2f}" if "guard" in e else "–"
+        vals = " | ".join(f"{e['held_out'][k]:.2f}" if k in e["held_out"] else "–" for k in names)
+        out.append(f"| {s['stage']} | {e['step']}{mark} | {e['value']:.2f} | {conf} | {guard} | {vals} |")
+    return out
+
+
 def render(report: dict) -> str:
     cfg = report["config"]
     lines = [f"# embtune adapt: {cfg['model']} on {cfg['corpus']}", "",
@@ -52,8 +70,10 @@ def render(report: dict) -> str:
         lines += [f"Selection task ({sel['kind']}): `{sel['task']}`, metric `{sel['metric']}`; every stage is evaluated on "
                   "it at step 0 and evenly spaced steps; a checkpoint replaces the stage's start only when a paired "
                   f"bootstrap finds it better with confidence ≥ {cfg_conf}"
-                  + (f" and it loses at most {cfg.get('teacher_guard')} of agreement with the teacher (`{sel['guard']}`)"
-                     if sel.get("guard") else "") + ".", ""]
+                  + (f" and it does not lose more than the guard's tolerance on the other task. Guard: agreement "
+                     f"with the teacher (`{sel['guard']}`); labelled stages are selected on the labels (guard "
+                     f"tolerance {cfg.get('teacher_guard')}), the corpus stage on agreement (the labels guard it, "
+                     f"tolerance {cfg.get('label_guard')})" if sel.get("guard") else "") + ".", ""]
     lines += [f"Kept: {_kept(report.get('stages', []))}.", ""]
     before, after = report.get("before", {}), report.get("after", {})
     if before.get("tasks"):
@@ -70,16 +90,20 @@ def render(report: dict) -> str:
             a = after.get("sts", {}).get(k) if k != "avg" else after.get("sts_avg")
             lines.append(f"| {k} | {v:.2f} | " + (f"{a:.2f} | {a - v:+.2f} |" if a is not None else "– | – |"))
         lines.append("")
-    lines += ["## Stages", "", "| stage | what | selection: start → best | kept step | wall s |", "|---|---|---:|---:|---:|"]
+    lines += ["## Stages", "", "| stage | what | selected on | selection: start → kept | kept step | wall s |",
+              "|---|---|---|---:|---:|---:|"]
     for s in report.get("stages", []):
         if "objective" in s:
             sel_txt = (f"{s['start_value']:.2f} → {s['best_value']:.2f}" if s.get("status") == "done"
                        else f"failed: {s.get('error', '')[:120]}")
             step = f"{s['selected_step']} / {s['steps']} (every {s['eval_steps']})" if s.get("status") == "done" else "–"
-            lines.append(f"| {s['stage']} ({s['objective']}) | {s['what']} | {sel_txt} | {step} | {s.get('seconds', 0):.0f} |")
+            on = f"`{s['metric']}`" + (f", guard `{s['guard']}`" if s.get("guard") else "") if s.get("metric") else "–"
+            lines.append(f"| {s['stage']} ({s['objective']}) | {s['what']} | {on} | {sel_txt} | {step} | "
+                         f"{s.get('seconds', 0):.0f} |")
         else:
             extra = f" ({s['texts_encoded']:,} texts encoded, {s['precision']})" if "texts_encoded" in s else ""
-            lines.append(f"| {s['stage']} | {extra.strip(' ()')} | | | {s.get('seconds', 0):.0f} |")
+            lines.append(f"| {s['stage']} | {extra.strip(' ()')} | | | | {s.get('seconds', 0):.0f} |")
+    lines += watched(report.get("stages", []))
     lines += ["", f"The adapted model: `{cfg['output']}/model` (a sentence-transformers folder); each stage's run: "
               f"`{cfg['output']}/stages/`.", ""]
     return "\n".join(lines)
