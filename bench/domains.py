@@ -323,15 +323,40 @@ def run_adapt(domain: str, recipe: str, d: dict, work: Path, args) -> dict | Non
     out = work / domain / run_name(recipe, args)
     rep = adapt(MODEL, d["adapt"]["corpus"], str(out / "adapt"), overwrite=True, sts=args.adapt_sts,
                 teacher=args.teacher if "teacher" in given else None, eval_task=f"eval={d['eval'].split('=', 1)[-1]}",
-                steps=args.adapt_steps, precision=args.precision, **labels)
+                steps=args.adapt_steps, precision=args.precision, watch=True, **labels)
     stages = [s for s in rep["stages"] if "objective" in s]
     ev = {k.split("/", 1)[1]: v for k, v in rep["after"]["tasks"].items()}
-    return {"model": str(out / "adapt" / "model"), "eval": ev,
+    return {"model": str(out / "adapt" / "model"), "eval": ev, "watch": watch_summary(stages),
             "selected_step": "+".join(str(s["selected_step"]) for s in stages),
-            "steps": "+".join(str(s["steps"]) for s in stages), "eval_steps": stages[0]["eval_steps"],
+            "steps": "+".join(str(s["steps"]) for s in stages),
+            "eval_steps": "+".join(str(s["eval_steps"]) for s in stages),
             "select_start": stages[0]["start_value"], "select_best": stages[-1]["best_value"],
             "plan": rep["plan"], "stage_seconds": {s["stage"]: s.get("seconds") for s in rep["stages"]},
             "sts_before": rep["before"].get("sts_avg"), "sts_after": rep["after"].get("sts_avg")}
+
+
+def watch_summary(stages: list[dict]) -> dict:
+    """adapt's ``--watch`` record, reduced: per stage, the kept step and the step that is best on the evaluation
+    half (the first of equal values); over the run, the returned model's evaluation value against the best
+    candidate's (every evaluation of every stage is a model adapt could have returned)."""
+    per, cands = [], []
+    for s in stages:
+        evs = [e for e in s.get("evaluations", []) if e.get("held_out")]
+        if not evs:
+            continue
+        key = next(iter(evs[0]["held_out"]))
+        vals = [(e["held_out"][key], e["step"]) for e in evs]
+        best = max(v for v, _ in vals)
+        kept = next(v for v, st in vals if st == s["selected_step"])
+        per.append({"stage": s["stage"], "kept_step": s["selected_step"],
+                    "best_step": next(st for v, st in vals if v == best), "kept_is_best": kept >= best - 1e-9,
+                    "kept": kept, "best": best, "start": vals[0][0], "evaluations": len(vals)})
+        cands += [v for v, _ in vals]
+    if not per:
+        return {}
+    returned = per[-1]["kept"]
+    return {"stages": per, "returned": returned, "best_candidate": max(cands), "regret": max(cands) - returned,
+            "returned_is_best": returned >= max(cands) - 1e-9}
 
 
 def run_st(domain: str, recipe: str, d: dict, work: Path, args) -> dict | None:
@@ -441,7 +466,7 @@ def run_one(domain: str, recipe: str, d: dict, work: Path, args) -> dict | None:
         res = train_stage(domain, recipe, d, work, args)
         res["eval"] = evaluate(res["model"], d["eval"])
     res["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    res["eval_steps"] = args.eval_steps
+    res.setdefault("eval_steps", args.eval_steps)
     done.parent.mkdir(parents=True, exist_ok=True)
     done.write_text(json.dumps(res, indent=1))
     return res
@@ -495,6 +520,7 @@ def render(work: Path, domains: list[str], notes: dict[str, str], args) -> str:
         key = "cqa" if dom.startswith("cqa-") else dom
         lines += ["", f"Published anchors / references: {ANCHORS.get(key, '–')}.", ""]
     lines += summary(work, domains)
+    lines += selection_table(work, domains)
     doc = Path(args.doc)
     kept = ""
     if doc.is_file() and NOTES_MARK in doc.read_text(encoding="utf-8"):  # the hand-written reading is kept
@@ -503,6 +529,37 @@ def render(work: Path, domains: list[str], notes: dict[str, str], args) -> str:
 
 
 NOTES_MARK = "<!-- notes: kept when the tables are regenerated -->"
+
+
+def selection_table(work: Path, domains: list[str]) -> list[str]:
+    """Issue 27's measurement: how often adapt's kept checkpoint is also the best of its stage's checkpoints on
+    the evaluation half (scored at every evaluation by ``--watch``, never selected on), and what the returned
+    model gives up against the best candidate of the whole run."""
+    rows, stage_hits, stage_n, run_hits, run_n = [], 0, 0, 0, 0
+    for dom in domains:
+        for p in sorted((work / dom).glob("adapt*/bench.json")):
+            w = json.loads(p.read_text()).get("watch")
+            if not w:
+                continue
+            for st in w["stages"]:
+                stage_hits += st["kept_is_best"]
+                stage_n += 1
+            run_hits += w["returned_is_best"]
+            run_n += 1
+            stages = "; ".join(f"{st['stage']}: kept {st['kept_step']}, best {st['best_step']} "
+                               f"({st['kept'] - st['start']:+.2f} vs {st['best'] - st['start']:+.2f})" for st in w["stages"])
+            rows.append(f"| {dom} | {p.parent.name.replace('@', ' @')} | {stages} | {w['returned']:.2f} | "
+                        f"{w['best_candidate']:.2f} | {w['regret']:.2f} |")
+    if not rows:
+        return []
+    return ["## Selection against the evaluation half (adapt rows, `--watch`)", "",
+            "Every evaluation of every stage also scored the evaluation half (for the record; never selected on). "
+            "Per stage: the kept step and the step best on the evaluation half (its gain over the stage's start on "
+            "that half); per run: the returned model and the best of all its candidates.", "",
+            "| domain | row | stages: kept vs best on the evaluation half | returned | best candidate | regret |",
+            "|---|---|---|---:|---:|---:|", *rows, "",
+            f"Kept step = the evaluation half's best step in **{stage_hits} of {stage_n}** stages; the returned "
+            f"model = the best candidate of its run in **{run_hits} of {run_n}** runs.", ""]
 
 
 def summary(work: Path, domains: list[str]) -> list[str]:

@@ -13,7 +13,6 @@ positives); scored pairs Spearman; binary pairs AP/accuracy/F1; class files same
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 from dataclasses import dataclass, replace
@@ -83,14 +82,28 @@ def write_held_out(split: DevSplit, path: Path) -> None:
 
 
 def write_rows(data: TrainData, path: Path) -> None:
-    """Rows of labelled data, tab-separated with a header of the column names (a file every reader takes)."""
+    """Rows of labelled data, tab-separated with a header of the column names (a file every reader takes).
+
+    The TSV reader takes fields as they are (no quoting, no escapes: STS-style files carry bare quotes), so
+    the texts are written as they are; a tab or line break inside a text (possible from a CSV or JSONL input)
+    would split the row and becomes a space (counted and logged)."""
+    changed = 0
+
+    def field(v) -> str:
+        nonlocal changed
+        v = f"{v:g}" if isinstance(v, float) else str(v)
+        if "\t" in v or "\n" in v or "\r" in v:
+            changed += 1
+            v = v.replace("\r\n", " ").replace("\t", " ").replace("\n", " ").replace("\r", " ")
+        return v
+
     with open(path, "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\", lineterminator="\n")
-        w.writerow(data.columns)
+        f.write("\t".join(data.columns) + "\n")
         for ex, label in zip(data.examples, _labels(data)):
-            if isinstance(label, float):
-                label = f"{label:g}"
-            w.writerow((*ex, label) if label is not None else ex)
+            row = (*ex, label) if label is not None else ex
+            f.write("\t".join(field(v) for v in row) + "\n")
+    if changed:
+        logger.warning("%s: %d text(s) held a tab or line break, written as a space", path, changed)
 
 
 def _labels(data: TrainData) -> list:
