@@ -43,15 +43,21 @@ from embtune.utils import weights_digest
 
 logger = logging.getLogger(__name__)
 LOSSES = ("mse", "relational", "similarity")
+TEACHER_BACKENDS = ("torch", "onnx-int8")
 
 
 class TeacherCache:
     """Teacher embeddings of a list of sentences, computed once and kept on disk."""
 
-    def __init__(self, teacher: str, root: Path | None = None, allow_pickle: bool = False, precision: str = "fp32"):
+    def __init__(self, teacher: str, root: Path | None = None, allow_pickle: bool = False, precision: str = "fp32",
+                 backend: str = "torch"):
         self.teacher, self.allow_pickle = teacher, allow_pickle
         #: the teacher pass's precision (``auto``: bf16 where the device runs it natively); part of the key
         self.precision = precision
+        if backend not in TEACHER_BACKENDS:
+            raise EmbtuneError(f"--teacher-backend: expected one of {', '.join(TEACHER_BACKENDS)}, got {backend!r}")
+        #: ``onnx-int8``: the teacher runs in ONNX Runtime with int8 weights (its class, OnnxEncoder, is in the key)
+        self.backend = backend
         self.root = root or cache_dir() / "teacher"
         self.forwards = 0  # sentences the teacher actually encoded (for tests and logs)
         self.seconds = 0.0  # time of the teacher pass (0 when read from the cache)
@@ -73,8 +79,8 @@ class TeacherCache:
         from embtune.encoders import load_encoder
         from embtune.precision import resolve_precision
 
-        teacher = encoder if encoder is not None else load_encoder(self.teacher, allow_pickle=self.allow_pickle)
-        precision = resolve_precision(self.precision, teacher.device, what="teacher precision")
+        teacher = encoder if encoder is not None else self.load()
+        precision = self.pass_precision(teacher)
         path = self.root / f"{self.key(teacher, texts, precision)}.safetensors"
         if path.is_file():
             logger.info("teacher embeddings from the cache %s", path)
@@ -90,14 +96,27 @@ class TeacherCache:
     def put(self, texts: list[str], embeddings: Tensor, encoder: nn.Module) -> None:
         """Store the teacher's embeddings of ``texts`` (rows of a larger pass, sliced) under their own key, so a
         run asking for exactly these texts reads them instead of running the teacher again."""
-        from embtune.precision import resolve_precision
-
         if len(texts) != len(embeddings):
             raise EmbtuneError(f"teacher cache: {len(embeddings)} embeddings for {len(texts)} texts")
-        precision = resolve_precision(self.precision, encoder.device, what="teacher precision")
+        precision = self.pass_precision(encoder)
         path = self.root / f"{self.key(encoder, texts, precision)}.safetensors"
         if not path.is_file():
             self._write(path, embeddings)
+
+    def load(self):
+        """The teacher, on the backend asked for."""
+        from embtune.encoders import load_encoder
+
+        return load_encoder(self.teacher, allow_pickle=self.allow_pickle, backend=self.backend)
+
+    def pass_precision(self, teacher) -> str:
+        """The precision the pass runs in: ``precision`` resolved on the teacher's device; an ONNX teacher's
+        activations are fp32 (its weights int8)."""
+        from embtune.precision import resolve_precision
+
+        if "fp32" in getattr(teacher, "inference_precisions", ()) and len(teacher.inference_precisions) == 1:
+            return "fp32"
+        return resolve_precision(self.precision, teacher.device, what="teacher precision")
 
     @staticmethod
     def _write(path: Path, emb: Tensor) -> None:
@@ -112,6 +131,10 @@ class TeacherOptions(TemperatureOptions):
     """The teacher option every objective with a teacher shares (declared once, inherited)."""
 
     teacher: str | None = option(None, "the teacher model (built-in name, folder or Hugging Face id); required")
+    teacher_backend: str = option("torch", "what runs the teacher pass: torch (in --precision) or onnx-int8 (ONNX "
+                                           "Runtime, int8 dynamic quantization, fp32 activations: the fast choice "
+                                           "on a CPU without bf16; docs/teacher-pass.md)",
+                                  choices=TEACHER_BACKENDS)
 
 
 @dataclass
@@ -127,7 +150,8 @@ class Distill(Objective):
     default_pooler = "mean"
     needs_global_batch = False  # each process distils its own examples
 
-    def __init__(self, teacher: str | None, loss: str = "mse", temperature: float = 0.05, allow_pickle: bool = False):
+    def __init__(self, teacher: str | None, loss: str = "mse", temperature: float = 0.05, allow_pickle: bool = False,
+                 teacher_backend: str = "torch"):
         super().__init__()
         if not teacher:
             raise EmbtuneError("the distill objective needs --teacher MODEL")
@@ -135,14 +159,15 @@ class Distill(Objective):
             raise EmbtuneError(f"distill loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         self.teacher, self.kind = teacher, loss
         self.temperature = check_temperature(temperature)
-        self.cache = TeacherCache(teacher, allow_pickle=allow_pickle)
+        self.cache = TeacherCache(teacher, allow_pickle=allow_pickle, backend=teacher_backend)
         self.targets: Tensor | None = None
         self.row: dict[str, int] = {}
 
     @classmethod
     def from_config(cls, cfg) -> "Distill":
         o = cfg.objective_options
-        return cls(o.teacher, o.distill_loss, o.temperature, allow_pickle=cfg.allow_pickle_weights)
+        return cls(o.teacher, o.distill_loss, o.temperature, allow_pickle=cfg.allow_pickle_weights,
+                   teacher_backend=o.teacher_backend)
 
     def setup(self, encoder, data=None) -> None:
         texts = list(dict.fromkeys(t for ex in data.examples for t in ex))

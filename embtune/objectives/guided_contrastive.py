@@ -66,7 +66,7 @@ class GuidedContrastive(Objective):
     needs_global_batch = False  # the guide's rows are this process's slice
 
     def __init__(self, teacher: str | None, temperature: float = 0.05, guide_margin: float = 0.0,
-                 allow_pickle: bool = False, precision: str = "auto"):
+                 allow_pickle: bool = False, precision: str = "auto", teacher_backend: str = "torch"):
         super().__init__()
         if not teacher:
             raise EmbtuneError("the guided objective needs --teacher MODEL (the guide)")
@@ -74,7 +74,7 @@ class GuidedContrastive(Objective):
             raise EmbtuneError(f"--guide-margin: expected a finite number, got {guide_margin!r}")
         self.teacher, self.margin = teacher, float(guide_margin)
         self.temperature = check_temperature(temperature)
-        self.cache = TeacherCache(teacher, allow_pickle=allow_pickle, precision=precision)
+        self.cache = TeacherCache(teacher, allow_pickle=allow_pickle, precision=precision, backend=teacher_backend)
         self.targets: Tensor | None = None
         self.row: dict[str, int] = {}
         self.masked = 0  # candidates removed as false negatives so far (logged, and in tests)
@@ -83,7 +83,7 @@ class GuidedContrastive(Objective):
     def from_config(cls, cfg) -> "GuidedContrastive":
         o = cfg.objective_options
         return cls(o.teacher, o.temperature, o.guide_margin, allow_pickle=cfg.allow_pickle_weights,
-                   precision=cfg.precision)
+                   precision=cfg.precision, teacher_backend=o.teacher_backend)
 
     def setup(self, encoder, data=None) -> None:
         texts = list(dict.fromkeys(t for ex in data.examples for t in ex))

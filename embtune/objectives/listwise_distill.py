@@ -126,7 +126,7 @@ class ListwiseDistill(Objective):
 
     def __init__(self, teacher: str | None, temperature: float = 0.05, teacher_temperature: float = 0.05,
                  cluster_size: int = 8, student_neighbours: int = 3, allow_pickle: bool = False,
-                 precision: str = "auto"):
+                 precision: str = "auto", teacher_backend: str = "torch"):
         super().__init__()
         if not teacher:
             raise EmbtuneError("the listwise-distill objective needs --teacher MODEL")
@@ -141,7 +141,7 @@ class ListwiseDistill(Objective):
                                f"({cluster_size - 1}), got {student_neighbours!r}")
         self.cluster_size, self.student_neighbours = cluster_size, student_neighbours
         self.precision = precision
-        self.cache = TeacherCache(teacher, allow_pickle=allow_pickle, precision=precision)
+        self.cache = TeacherCache(teacher, allow_pickle=allow_pickle, precision=precision, backend=teacher_backend)
         self.targets: Tensor | None = None
         self.neighbours: np.ndarray | None = None
         self.row: dict[str, int] = {}
@@ -150,7 +150,8 @@ class ListwiseDistill(Objective):
     def from_config(cls, cfg) -> "ListwiseDistill":
         o = cfg.objective_options
         return cls(o.teacher, o.temperature, o.teacher_temperature, o.cluster_size, o.student_neighbours,
-                   allow_pickle=cfg.allow_pickle_weights, precision=cfg.precision)
+                   allow_pickle=cfg.allow_pickle_weights, precision=cfg.precision,
+                   teacher_backend=o.teacher_backend)
 
     def setup(self, encoder, data=None) -> None:
         texts = [ex[0] for ex in data.examples]
