@@ -3,8 +3,8 @@ measurably better on their own task.
 
     read and check the inputs -> the selection task (selection.py) -> the plan for the data given
     (recipes.py) -> the teacher's pass over the corpus, once (cached by content) -> each stage an ordinary
-    ``embtune train`` run from the previous stage's returned model, selected on the same task, step 0 a
-    candidate -> OUTPUT/model, the kept model -> the report (report.py): before/after on the user's
+    ``embtune train`` run from the previous stage's returned model, selected on the task that measures
+    what it trains (``Adaptation.selection_of``), step 0 a candidate -> OUTPUT/model, the kept model -> the report (report.py): before/after on the user's
     held-out tasks and the STS table, which stage and checkpoint was kept, wall time per stage.
 
 A failing stage leaves the earlier stages' runs and a report saying which stage failed.

@@ -114,7 +114,7 @@ class TeacherCache:
         activations are fp32 (its weights int8)."""
         from embtune.precision import resolve_precision
 
-        if "fp32" in getattr(teacher, "inference_precisions", ()) and len(teacher.inference_precisions) == 1:
+        if tuple(getattr(teacher, "inference_precisions", ())) == ("fp32",):
             return "fp32"
         return resolve_precision(self.precision, teacher.device, what="teacher precision")
 
