@@ -489,7 +489,7 @@ def render(work: Path, domains: list[str], notes: dict[str, str], args) -> str:
              "on the evaluation split, which no run trains or selects on.", "",
              "`adapt` rows run the product with its own defaults (`embtune/adaptation/recipes.py`: distill 400 steps, "
              "labelled stages 3 epochs, batch 64, max_seq_length 64, 4 evaluations per stage, bootstrap confidence "
-             "0.9, teacher guard 1.0) on the corpus, all the tuning half's labels (adapt holds out its own 20% of "
+             "0.9, teacher guard 1.0 waived at labelled confidence 0.99) on the corpus, all the tuning half's labels (adapt holds out its own 20% of "
              "the queries/groups for selection, ranked against the full corpus) and/or the teacher; their "
              "selection column is adapt's own selection task (first stage's start → last stage's kept value) and "
              "their selected-step column lists each stage's kept step. `st-*` rows train on all the tuning half's "

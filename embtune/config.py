@@ -115,6 +115,10 @@ class TrainConfig:
                                             "(e.g. agreement with a teacher, a general-quality task)")
     guard_tolerance: float = option(0.5, "how far below the starting model's value the guard metric may fall",
                                     check=at_least(0))
+    guard_waiver: float = option(0.0, "a checkpoint better than the start on the selection metric with at least "
+                                      "this paired bootstrap confidence is kept even when the guard metric fell "
+                                      "beyond --guard-tolerance (the selection task is the user's own; the guard a "
+                                      "proxy); 0 = the guard always holds", check=in_range(0, 1))
     dev_fraction: float | None = option(None, "hold out this share of the labelled training data, by query/group, "
                                               "as the eval task 'dev' (rows written to OUTPUT/dev_split.tsv)",
                                         check=lambda v: None if v is None or 0 < v <= 0.5 else "a value in (0, 0.5]")
@@ -177,8 +181,9 @@ class TrainConfig:
                 resolve_metric(self.guard_metric, tasks)
             except EmbtuneError as e:
                 raise EmbtuneError(str(e).replace("--metric-for-best", "--guard-metric", 1)) from None
+        elif self.guard_waiver:
+            raise EmbtuneError("--guard-waiver: waives --guard-metric, and no --guard-metric was given")
         return tasks, metric, higher
-        return self
 
     def watch_specs(self, eval_tasks=None):
         """``--watch-task``'s specs; their names may not repeat an eval task's (the history keys would clash)."""

@@ -44,6 +44,11 @@ class AdaptConfig:
     teacher_guard: float = option(1.0, "with a teacher and labels: a checkpoint may lose at most this much agreement "
                                        "with the teacher (nDCG@10 ×100 of held-out corpus texts against the teacher's "
                                        "10 nearest) to be kept", check=at_least(0))
+    guard_waiver: float = option(0.99, "with a teacher and labels: a labelled stage's checkpoint that beats the "
+                                       "stage's start on the labels with this paired bootstrap confidence is kept "
+                                       "even when it lost more than --teacher-guard of agreement (your labels outweigh "
+                                       "the proxy when they are this sure); 0 = the teacher guard always holds",
+                                 check=in_range(0, 1))
     label_guard: float = option(0.0, "with a teacher and labels: the corpus stage is selected on agreement with the "
                                      "teacher, and a checkpoint may lose at most this much of the labelled selection "
                                      "metric (×100) against the stage's start to be kept", check=at_least(0))

@@ -50,7 +50,7 @@ def watched(stages: list[dict]) -> list[str]:
     for s, e in rows:
         mark = " (kept)" if e["step"] == s["selected_step"] else ""
         conf = f"{e['confidence']:.2f}" if "confidence" in e else "–"
-        guard = f"{e['guard']:.2f}" if "guard" in e else "–"
+        guard = (f"{e['guard']:.2f}" + (" (waived)" if e.get("guard_waived") else "")) if "guard" in e else "–"
         vals = " | ".join(f"{e['held_out'][k]:.2f}" if k in e["held_out"] else "–" for k in names)
         out.append(f"| {s['stage']} | {e['step']}{mark} | {e['value']:.2f} | {conf} | {guard} | {vals} |")
     return out
@@ -72,7 +72,8 @@ def render(report: dict) -> str:
                   f"bootstrap finds it better with confidence ≥ {cfg_conf}"
                   + (f" and it does not lose more than the guard's tolerance on the other task. Guard: agreement "
                      f"with the teacher (`{sel['guard']}`); labelled stages are selected on the labels (guard "
-                     f"tolerance {cfg.get('teacher_guard')}), the corpus stage on agreement (the labels guard it, "
+                     f"tolerance {cfg.get('teacher_guard')}, waived where the labelled gain's confidence is ≥ "
+                     f"{cfg.get('guard_waiver', 0)}), the corpus stage on agreement (the labels guard it, "
                      f"tolerance {cfg.get('label_guard')})" if sel.get("guard") else "") + ".", ""]
     lines += [f"Kept: {_kept(report.get('stages', []))}.", ""]
     before, after = report.get("before", {}), report.get("after", {})

@@ -175,38 +175,56 @@ class EvalTracker:
 
     def eligible(self, step: int, rec: dict) -> bool:
         """Whether a checkpoint may be kept. The starting model (the first evaluation) always may. A later one:
-        not when ``guard_metric`` fell more than ``guard_tolerance`` below the start's value; with
-        ``select_confidence``, only when a paired bootstrap over the selection items finds it better than the start
-        with that confidence (recorded as ``selection_confidence``; a metric without per-item scores: no test)."""
-        from embtune.evaluation.tasks import items_of
-        from embtune.training.selection import ItemStat, gain_confidence
-
+        with ``select_confidence``, only when a paired bootstrap over the selection items finds it better than the
+        start with that confidence (recorded as ``selection_confidence``; a metric without per-item scores: no
+        test); and not when ``guard_metric`` fell more than ``guard_tolerance`` below the start's value — unless
+        ``guard_waiver`` is set and the selection gain's confidence reaches it (recorded as ``guard_waived``)."""
+        conf = self.gain_confidence(rec)
         if self.history and self.guard is not None:  # --guard-metric: may not fall far below the start's value
             name, higher = self.guard
             start, now = self.history[0][name], rec[name]
             loss = (start - now) if higher else (now - start)
             if loss > self.cfg.guard_tolerance:
                 rec["guard_lost"] = loss
-                logger.info("step %d: %s %.2f is %.2f below the start's %.2f (tolerance %.2f): not eligible", step,
-                            name, now, loss, start, self.cfg.guard_tolerance)
-                return False
-        if not self.confidence:
+                waiver = getattr(self.cfg, "guard_waiver", 0.0)
+                if waiver and conf is not None and conf >= waiver:
+                    rec["guard_waived"] = True
+                    logger.info("step %d: %s %.2f is %.2f below the start's %.2f, but the selection gain has "
+                                "confidence %.3f >= --guard-waiver %.3f: the guard is waived", step, name, now, loss,
+                                start, conf, waiver)
+                else:
+                    logger.info("step %d: %s %.2f is %.2f below the start's %.2f (tolerance %.2f): not eligible",
+                                step, name, now, loss, start, self.cfg.guard_tolerance)
+                    return False
+        if not self.confidence or conf is None:
             return True
-        items = items_of(self.tasks).get(self.metric)
-        if not self.history:  # the starting model
-            self.start_items = items
-            return True
-        if items is None or self.start_items is None:
-            if not getattr(self, "_warned", False):
-                logger.warning("--select-confidence: %s has no per-item scores; selecting on its value alone", self.metric)
-                self._warned = True
-            return True
-        start = ItemStat(tuple(np.asarray(a) for a in self.start_items.arrays), items.stat)
-        rec["selection_confidence"] = conf = gain_confidence(start, items, self.higher, seed=self.cfg.seed)
         if conf < self.confidence:
             logger.info("step %d: better than the start with confidence %.2f < %.2f: not eligible", step, conf,
                         self.confidence)
         return conf >= self.confidence
+
+    def gain_confidence(self, rec: dict) -> float | None:
+        """The paired bootstrap confidence that this evaluation beats the start on the selection metric (stored
+        in ``rec["selection_confidence"]``); None for the start itself, when neither ``select_confidence`` nor
+        ``guard_waiver`` asks for it, or when the metric has no per-item scores."""
+        from embtune.evaluation.tasks import items_of
+        from embtune.training.selection import ItemStat, gain_confidence
+
+        if not (self.confidence or getattr(self.cfg, "guard_waiver", 0.0)):
+            return None
+        items = items_of(self.tasks).get(self.metric)
+        if not self.history:  # the starting model
+            self.start_items = items
+            return None
+        if items is None or self.start_items is None:
+            if not getattr(self, "_warned", False):
+                logger.warning("--select-confidence/--guard-waiver: %s has no per-item scores; selecting on its "
+                               "value alone", self.metric)
+                self._warned = True
+            return None
+        start = ItemStat(tuple(np.asarray(a) for a in self.start_items.arrays), items.stat)
+        rec["selection_confidence"] = conf = gain_confidence(start, items, self.higher, seed=self.cfg.seed)
+        return conf
 
     def state(self) -> dict:
         start = None if self.start_items is None else [np.asarray(a).tolist() for a in self.start_items.arrays]

@@ -55,6 +55,10 @@ def test_corpus_pairs_and_teacher_run_the_planned_chain(domain, tiny_st, tmp_pat
     assert (out / "data" / "agreement" / "queries.jsonl").is_file()
     saved = json.loads((out / "stages" / "2-guided" / "train_config.json").read_text())
     assert saved["guard_metric"] == "agree/ndcg@10" and saved["select_confidence"] == 0.9
+    # the labels may overrule the teacher's guard when near-certain (--guard-waiver), never the reverse
+    assert saved["guard_waiver"] == 0.99
+    first = json.loads((out / "stages" / "1-distill" / "train_config.json").read_text())
+    assert first["guard_metric"] == "select/ndcg@10" and first["guard_waiver"] == 0.0
     # the held-out task, before and after; the model loads
     key = f"beir:heldout/ndcg@10"
     assert key in rep["before"]["tasks"] and key in rep["after"]["tasks"]

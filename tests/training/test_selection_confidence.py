@@ -401,6 +401,63 @@ def test_guard_metric_keeps_a_checkpoint_that_drifted_out(tmp_path):
     assert run_guarded(tmp_path, 5.0, sel=[30.0, 33.0, 31.0], guard=[60.0, 58.0, 59.7]).best_step == 1
 
 
+class ItemTask:
+    """A selection task scripted per call as per-item scores (its value their mean, ×100)."""
+
+    def __init__(self, script):
+        self.script = [np.asarray(a, dtype=float) for a in script]
+        self.items = {}
+
+    def evaluate(self, encoder, batch_size=64, precision="fp32"):
+        a = self.script.pop(0)
+        self.items = {"ndcg@10": ItemStat((a * 100,))}
+        return {"ndcg@10": float(a.mean() * 100)}
+
+
+def run_waiver(tmp_path, waiver, sel, guard, name="w"):
+    cfg = make_config(model="m", train_file="t.tsv", output=str(tmp_path / "o"), precision="fp32", seed=0,
+                      guard_metric="agree/ndcg@10", guard_tolerance=1.0, select_confidence=0.9, guard_waiver=waiver)
+    tasks = [LoadedTask(TaskSpec("dev", "beir", "x", {"ndcg@10": True}), ItemTask(sel)),
+             LoadedTask(TaskSpec("agree", "beir", "y", {"ndcg@10": True}), TwoTasks(guard))]
+    out = tmp_path / f"{name}-{waiver}"
+    out.mkdir()
+    tracker = EvalTracker(cfg, out, active=True, tasks=tasks, metric="dev/ndcg@10", higher_is_better=True)
+    tracker.tb = None
+    enc = FakeEncoder()
+    for step in range(len(sel)):
+        enc.w = torch.full((3,), float(step))
+        tracker.evaluate(enc, step)
+    return tracker
+
+
+def test_guard_waiver_keeps_a_near_certain_gain_and_only_that(tmp_path):
+    n = 40
+    start = np.zeros(n)
+    certain = np.full(n, 0.5)  # every item better: bootstrap confidence 1.0
+    # 12 items gain 1.0, 8 lose 1.0, the rest tie: mean +0.1, a paired bootstrap finds it better on ~0.8-0.9 of
+    # resamples, eligible at 0.5 but under the waiver's 0.99
+    shaky = np.r_[np.ones(12), -np.ones(8), np.zeros(n - 20)]
+    sel = [start, certain, shaky]
+    guard = [60.0, 58.0, 58.0]  # both checkpoints lose 2.0 agreement, beyond the tolerance 1.0
+    t = run_waiver(tmp_path, 0.99, sel, guard)
+    assert t.history[1]["selection_confidence"] == 1.0 and t.history[1]["guard_waived"] is True
+    assert t.history[2]["selection_confidence"] < 0.99 and "guard_waived" not in t.history[2]
+    assert t.history[2]["guard_lost"] == pytest.approx(2.0)
+    assert t.best_step == 1
+    # negative control: without the waiver the guard vetoes both, the start is kept
+    t0 = run_waiver(tmp_path, 0.0, [start, certain, shaky], guard)
+    assert t0.best_step == 0 and "guard_waived" not in t0.history[1]
+    # within the tolerance nothing is waived: the guard did not veto
+    t1 = run_waiver(tmp_path, 0.99, [start, certain, shaky], [60.0, 59.5, 59.5], name="within")
+    assert t1.best_step == 1 and "guard_waived" not in t1.history[1]
+
+
+def test_guard_waiver_needs_a_guard_metric():
+    with pytest.raises(EmbtuneError, match="--guard-waiver"):
+        make_config(model="m", train_file="t.tsv", output="o", eval_task="beir:x", eval_steps=1,
+                    guard_waiver=0.99).eval_specs()
+
+
 def test_guard_metric_must_name_a_metric_of_the_tasks():
     with pytest.raises(EmbtuneError, match="--guard-metric 'nope/ndcg@10'"):
         make_config(model="m", train_file="t.tsv", output="o", eval_task="beir:x", eval_steps=1,
