@@ -376,12 +376,14 @@ class TwoTasks:
         return {"ndcg@10": float(self.script.pop(0))}
 
 
-def run_guarded(tmp_path, tolerance, sel, guard):
+def run_guarded(tmp_path, tolerance, sel, guard, name="g", **options):
+    """An EvalTracker over a scripted selection task (``sel``: values, or per-item arrays) and guard task."""
     cfg = make_config(model="m", train_file="t.tsv", output=str(tmp_path / "o"), precision="fp32", seed=0,
-                      guard_metric="agree/ndcg@10", guard_tolerance=tolerance)
-    tasks = [LoadedTask(TaskSpec("dev", "beir", "x", {"ndcg@10": True}), TwoTasks(sel)),
+                      guard_metric="agree/ndcg@10", guard_tolerance=tolerance, **options)
+    select = ItemTask(sel) if isinstance(sel[0], np.ndarray) else TwoTasks(sel)
+    tasks = [LoadedTask(TaskSpec("dev", "beir", "x", {"ndcg@10": True}), select),
              LoadedTask(TaskSpec("agree", "beir", "y", {"ndcg@10": True}), TwoTasks(guard))]
-    out = tmp_path / f"g-{tolerance}"
+    out = tmp_path / f"{name}-{tolerance}-{options.get('guard_waiver', 0)}"
     out.mkdir()
     tracker = EvalTracker(cfg, out, active=True, tasks=tasks, metric="dev/ndcg@10", higher_is_better=True)
     tracker.tb = None
@@ -415,27 +417,14 @@ class ItemTask:
 
 
 def run_waiver(tmp_path, waiver, sel, guard, name="w"):
-    cfg = make_config(model="m", train_file="t.tsv", output=str(tmp_path / "o"), precision="fp32", seed=0,
-                      guard_metric="agree/ndcg@10", guard_tolerance=1.0, select_confidence=0.9, guard_waiver=waiver)
-    tasks = [LoadedTask(TaskSpec("dev", "beir", "x", {"ndcg@10": True}), ItemTask(sel)),
-             LoadedTask(TaskSpec("agree", "beir", "y", {"ndcg@10": True}), TwoTasks(guard))]
-    out = tmp_path / f"{name}-{waiver}"
-    out.mkdir()
-    tracker = EvalTracker(cfg, out, active=True, tasks=tasks, metric="dev/ndcg@10", higher_is_better=True)
-    tracker.tb = None
-    enc = FakeEncoder()
-    for step in range(len(sel)):
-        enc.w = torch.full((3,), float(step))
-        tracker.evaluate(enc, step)
-    return tracker
+    return run_guarded(tmp_path, 1.0, sel, guard, name=name, select_confidence=0.9, guard_waiver=waiver)
 
 
 def test_guard_waiver_keeps_a_near_certain_gain_and_only_that(tmp_path):
     n = 40
     start = np.zeros(n)
     certain = np.full(n, 0.5)  # every item better: bootstrap confidence 1.0
-    # 12 items gain 1.0, 8 lose 1.0, the rest tie: mean +0.1, a paired bootstrap finds it better on ~0.8-0.9 of
-    # resamples, eligible at 0.5 but under the waiver's 0.99
+    # 12 items gain 1.0, 8 lose 1.0, the rest tie: mean +0.1, better on 0.785 of the bootstrap resamples
     shaky = np.r_[np.ones(12), -np.ones(8), np.zeros(n - 20)]
     sel = [start, certain, shaky]
     guard = [60.0, 58.0, 58.0]  # both checkpoints lose 2.0 agreement, beyond the tolerance 1.0
