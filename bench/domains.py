@@ -330,7 +330,7 @@ def run_adapt(domain: str, recipe: str, d: dict, work: Path, args) -> dict | Non
             "selected_step": "+".join(str(s["selected_step"]) for s in stages),
             "steps": "+".join(str(s["steps"]) for s in stages),
             "eval_steps": "+".join(str(s["eval_steps"]) for s in stages),
-            "select_start": stages[0]["start_value"], "select_best": stages[-1]["best_value"],
+            "select_start": stages[-1]["start_value"], "select_best": stages[-1]["best_value"],
             "plan": rep["plan"], "stage_seconds": {s["stage"]: s.get("seconds") for s in rep["stages"]},
             "sts_before": rep["before"].get("sts_avg"), "sts_after": rep["after"].get("sts_avg")}
 
@@ -491,7 +491,8 @@ def render(work: Path, domains: list[str], notes: dict[str, str], args) -> str:
              "labelled stages 3 epochs, batch 64, max_seq_length 64, 4 evaluations per stage, bootstrap confidence "
              "0.9, teacher guard 1.0 waived at labelled confidence 0.99) on the corpus, all the tuning half's labels (adapt holds out its own 20% of "
              "the queries/groups for selection, ranked against the full corpus) and/or the teacher; their "
-             "selection column is adapt's own selection task (first stage's start → last stage's kept value) and "
+             "selection column is the last stage's own selection metric (its start → its kept value; stages are "
+             "selected on different metrics, so the first stage's start is not comparable) and "
              "their selected-step column lists each stage's kept step. `st-*` rows train on all the tuning half's "
              "pairs and return the last step (no selection).", ""]
     for dom in domains:

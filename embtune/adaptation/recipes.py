@@ -43,7 +43,7 @@ class Stage:
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
     # distill: 400 steps. Longer is not better on the user's task: 1,200 steps on Mathematica (corpus alone)
-    # raised agreement with the teacher at every evaluation (66.3 -> 70.0) while held-out nDCG@10 peaked at
+    # raised agreement with the teacher at every evaluation after step 300 (66.3 -> 70.0) while held-out nDCG@10 peaked at
     # step 600 (+0.69) and ended at +0.23 (docs/domains-adapt-avx2.md).
     Stage("distill", "listwise-distill", "corpus", True, 400, 1e-4,
           "the teacher's ranking of each corpus text's neighbours, listwise KL (objectives/listwise_distill.py)",
