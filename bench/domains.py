@@ -323,10 +323,11 @@ def run_adapt(domain: str, recipe: str, d: dict, work: Path, args) -> dict | Non
     out = work / domain / run_name(recipe, args)
     rep = adapt(MODEL, d["adapt"]["corpus"], str(out / "adapt"), overwrite=True, sts=args.adapt_sts,
                 teacher=args.teacher if "teacher" in given else None, eval_task=f"eval={d['eval'].split('=', 1)[-1]}",
-                steps=args.adapt_steps, precision=args.precision, watch=True, **labels)
+                steps=args.adapt_steps, precision=args.precision, watch=True,
+                **({"cross_fit": args.adapt_cross_fit} if args.adapt_cross_fit else {}), **labels)
     stages = [s for s in rep["stages"] if "objective" in s]
     ev = {k.split("/", 1)[1]: v for k, v in rep["after"]["tasks"].items()}
-    return {"model": str(out / "adapt" / "model"), "eval": ev, "watch": watch_summary(stages),
+    return {"model": str(out / "adapt" / "model"), "eval": ev, "watch": watch_summary(stages, rep["after"]["tasks"]),
             "selected_step": "+".join(str(s["selected_step"]) for s in stages),
             "steps": "+".join(str(s["steps"]) for s in stages),
             "eval_steps": "+".join(str(s["eval_steps"]) for s in stages),
@@ -335,10 +336,12 @@ def run_adapt(domain: str, recipe: str, d: dict, work: Path, args) -> dict | Non
             "sts_before": rep["before"].get("sts_avg"), "sts_after": rep["after"].get("sts_avg")}
 
 
-def watch_summary(stages: list[dict]) -> dict:
+def watch_summary(stages: list[dict], after: dict | None = None) -> dict:
     """adapt's ``--watch`` record, reduced: per stage, the kept step and the step that is best on the evaluation
     half (the first of equal values); over the run, the returned model's evaluation value against the best
-    candidate's (every evaluation of every stage is a model adapt could have returned)."""
+    candidate's (every evaluation of every stage is a model adapt could have returned). A cross-fitted stage's
+    evaluations are its fold models' means; its returned model is the refit, whose value is ``after``'s (the
+    report's evaluation of the returned model)."""
     per, cands = [], []
     for s in stages:
         evs = [e for e in s.get("evaluations", []) if e.get("held_out")]
@@ -355,6 +358,8 @@ def watch_summary(stages: list[dict]) -> dict:
     if not per:
         return {}
     returned = per[-1]["kept"]
+    if after and stages[-1].get("refit") and stages[-1]["selected_step"]:
+        returned = after.get(key, returned)
     return {"stages": per, "returned": returned, "best_candidate": max(cands), "regret": max(cands) - returned,
             "returned_is_best": returned >= max(cands) - 1e-9}
 
@@ -405,8 +410,9 @@ def run_name(recipe: str, args) -> str:
     budget: ``distill-nn-cosent@300+100``), so budgets sit side by side."""
     if recipe in ("start", "teacher") or recipe in ST_ROWS:
         return recipe
-    if recipe in ADAPT_ROWS:
-        return recipe + (f"@{args.adapt_steps}" if args.adapt_steps else "")
+    if recipe in ADAPT_ROWS:  # adapt's defaults unmarked; --adapt-cross-fit 1 (one held-out split): "-split"
+        return recipe + (f"@{args.adapt_steps}" if args.adapt_steps else "") + (
+            "-split" if getattr(args, "adapt_cross_fit", None) == 1 else "")
     if recipe in CHAINS and args.second_steps:
         return f"{recipe}@{args.steps}+{args.second_steps}"
     return f"{recipe}@{args.steps}"
@@ -625,6 +631,8 @@ def main() -> None:
     ap.add_argument("--render-only", action="store_true", help="rewrite the doc from the finished runs, train nothing")
     ap.add_argument("--adapt-steps", type=int, default=None, help="adapt rows: steps per stage (default: each stage's own)")
     ap.add_argument("--adapt-sts", action="store_true", help="adapt rows: also score the STS table before and after")
+    ap.add_argument("--adapt-cross-fit", type=int, default=None,
+                    help="adapt rows: --cross-fit K (default: adapt's; 1 = one held-out split, runs named '-split')")
     ap.add_argument("--cqa-teacher", action="store_true", help="score the teacher on the CQADupStack forums too")
     ap.add_argument("--eval-precision", default="auto", choices=("fp32", "bf16", "auto"),
                     help="inference precision of the evaluations (auto: bf16 where native, as adapt evaluates)")

@@ -119,6 +119,9 @@ class TrainConfig:
                                       "this paired bootstrap confidence is kept even when the guard metric fell "
                                       "beyond --guard-tolerance (the selection task is the user's own; the guard a "
                                       "proxy); 0 = the guard always holds", check=in_range(0, 1))
+    save_item_scores: bool = option(False, "write the selection metric's per-item scores (per query or pair) at "
+                                           "every evaluation to OUTPUT/eval_items.jsonl: for your own paired tests, "
+                                           "and the cross-fitted selection of embtune adapt")
     dev_fraction: float | None = option(None, "hold out this share of the labelled training data, by query/group, "
                                               "as the eval task 'dev' (rows written to OUTPUT/dev_split.tsv)",
                                         check=lambda v: None if v is None or 0 < v <= 0.5 else "a value in (0, 0.5]")
@@ -169,6 +172,8 @@ class TrainConfig:
             if self.metric_for_best is not None:
                 raise EmbtuneError("--metric-for-best: no evaluation is asked for; add --eval-steps N, --eval-task or "
                                    "--dev-fraction")
+            if self.save_item_scores:
+                raise EmbtuneError("--save-item-scores: no evaluation is asked for; add --eval-task or --dev-fraction")
             self.watch_specs()
             return [], None, True
         if self.dev_fraction and dev_split is None:

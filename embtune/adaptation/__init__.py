@@ -107,29 +107,37 @@ class Adaptation:
         except (OSError, ValueError, KeyError) as e:  # a folder transformers cannot read (another family, no config)
             raise EmbtuneError(f"--{flag} {name}: cannot be loaded as a text encoder ({type(e).__name__}: {e})") from e
 
-    def stage_config(self, stage: Stage, index: int, start: str, inputs, precision: str):
+    def stage_config(self, stage: Stage, index: int, start: str, inputs, precision: str, *, train_file=None,
+                     selection: str | None = None, output=None, steps: int | None = None, select: bool = True,
+                     guard: bool = True, evaluate: bool = True, **extra):
+        """The ``embtune train`` config of a stage. The keywords are for cross-fitting (crossfit.py): a fold's
+        training file and selection task, the run's steps, a run that only records (``select=False``: no
+        confidence test, no guard) or one that does not evaluate (the refit)."""
         from embtune.config import make_config
 
         c = self.cfg
-        steps = c.steps or stage.steps_for(inputs.rows(stage.data), c.batch_size)
+        train_file = train_file or inputs.train_files[stage.data]
+        steps = steps or c.steps or stage.steps_for(inputs.rows(stage.data), c.batch_size)
         every = max(1, steps // c.evaluations)
-        metric, guard, tolerance = self.selection_of(stage, inputs)
-        values = dict(model=start, objective=stage.objective, train_file=str(inputs.train_files[stage.data]),
-                      output=str(self.out / "stages" / f"{index}-{stage.name}"), max_steps=steps, eval_steps=every,
-                      eval_task=",".join(t for t in (inputs.selection, inputs.guard) if t), metric_for_best=metric,
-                      select_confidence=c.select_confidence,
+        metric, guard_metric, tolerance = self.selection_of(stage, inputs)
+        tasks = ",".join(t for t in (selection or inputs.selection, inputs.guard) if t)
+        values = dict(model=start, objective=stage.objective, train_file=str(train_file),
+                      output=str(output or self.out / "stages" / f"{index}-{stage.name}"), max_steps=steps,
+                      **(dict(eval_steps=every, eval_task=tasks, metric_for_best=metric,
+                              select_confidence=c.select_confidence if select else 0.0) if evaluate else {}),
                       batch_size=c.batch_size,
                       max_seq_length=c.max_seq_length, lr=c.lr or stage.lr, seed=c.seed, precision=precision,
                       device=c.device, trust_remote_code=c.trust_remote_code,
                       allow_pickle_weights=c.allow_pickle_weights, **stage.settings)
         if stage.teacher:
             values.update(teacher=c.teacher, teacher_backend=self.backend)
-        if guard:
-            values.update(guard_metric=guard, guard_tolerance=tolerance)
+        if guard_metric and guard and select and evaluate:
+            values.update(guard_metric=guard_metric, guard_tolerance=tolerance)
             if stage.data != "corpus":  # the labels may overrule the teacher, never the teacher the labels
                 values["guard_waiver"] = c.guard_waiver
-        if c.watch:
+        if c.watch and evaluate:
             values["watch_task"] = c.eval_task
+        values.update(extra)
         return make_config(**values)
 
     def selection_of(self, stage: Stage, inputs) -> tuple[str, str | None, float]:
@@ -266,19 +274,27 @@ class Adaptation:
         for stage in stages:
             if not stage.teacher:
                 continue
-            data = read_train_file(inputs.train_files[stage.data])
-            texts = [ex[0] for ex in data.examples] if stage.data == "corpus" else \
-                list(dict.fromkeys(t for ex in data.examples for t in ex))
-            missing = sum(t not in self.teacher_rows for t in texts)
-            if missing:  # a text the training file holds differently from the input (should not happen): the stage
-                logger.warning("stage %s: %d text(s) not in the teacher pass; the stage runs the teacher itself",
-                               stage.name, missing)
-                continue
-            self.teacher_cache.put(texts, self.teacher_emb[[self.teacher_rows[t] for t in texts]], teacher)
+            files = [inputs.train_files[stage.data]]
+            if stage.data == inputs.cross_fit_data:  # each fold run trains on its own file
+                files += [train for train, _ in inputs.folds]
+            for path in files:
+                data = read_train_file(path)
+                texts = [ex[0] for ex in data.examples] if stage.data == "corpus" else \
+                    list(dict.fromkeys(t for ex in data.examples for t in ex))
+                missing = sum(t not in self.teacher_rows for t in texts)
+                if missing:  # a text the training file holds differently from the input (should not happen)
+                    logger.warning("stage %s (%s): %d text(s) not in the teacher pass; the stage runs the teacher "
+                                   "itself", stage.name, path.name, missing)
+                    continue
+                self.teacher_cache.put(texts, self.teacher_emb[[self.teacher_rows[t] for t in texts]], teacher)
 
     def run_stage(self, index: int, stage: Stage, start: str, inputs, precision: str) -> str:
         from embtune.training import train
 
+        if inputs.folds and stage.data == inputs.cross_fit_data:
+            from embtune.adaptation.crossfit import run_cross_fit
+
+            return run_cross_fit(self, index, stage, start, inputs, precision)
         t0 = time.perf_counter()
         cfg = self.stage_config(stage, index, start, inputs, precision)
         rec = {"stage": stage.name, "objective": stage.objective, "what": stage.what, "from": start,

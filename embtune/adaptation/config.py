@@ -55,7 +55,13 @@ class AdaptConfig:
     watch: bool = option(False, "also score --eval-task at every evaluation of every stage, for the record (the "
                                 "report and each stage's eval_history.jsonl; never used to select): whether the kept "
                                 "checkpoint is also the best on your held-out data")
-    dev_fraction: float = option(0.2, "share of the labelled queries/groups held out for selection",
+    cross_fit: int = option(2, "labelled stages: K-fold cross-fitted selection — K runs, each trained on the "
+                               "rows outside one fold and scored on that fold, so every labelled query/pair "
+                               "selects; the chosen length is then trained on all rows (adaptation/crossfit.py). "
+                               "1 = one held-out split of --dev-fraction", check=at_least(1))
+    dev_fraction: float = option(0.2, "share of the labelled queries/groups held out for selection (with "
+                                      "--cross-fit 1, or where cross-fitting does not apply: classes, or two "
+                                      "labelled inputs)",
                                  check=lambda v: None if 0 < v <= 0.5 else "a value in (0, 0.5]")
     batch_size: int = option(64, "texts or rows per training step", check=at_least(4))
     max_seq_length: int = option(64, "tokens per text in training", check=at_least(8))

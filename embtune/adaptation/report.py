@@ -34,8 +34,11 @@ def _kept(stages: list[dict]) -> str:
     if not improved:
         return "the starting model (no stage beat it on the selection task)"
     last = improved[-1]
-    return f"stage {last['stage']}, step {last['selected_step']} of {last['steps']} (later stages kept it)" \
-        if last is not trained[-1] else f"stage {last['stage']}, step {last['selected_step']} of {last['steps']}"
+    what = f"stage {last['stage']}, step {last['selected_step']} of {last['steps']}"
+    if last.get("cross_fit"):
+        what += (f" on each of {last['cross_fit']['folds']} folds, refit on every row for "
+                 f"{last['refit']['steps']} steps")
+    return what + (" (later stages kept it)" if last is not trained[-1] else "")
 
 
 def watched(stages: list[dict]) -> list[str]:
@@ -74,7 +77,11 @@ def render(report: dict) -> str:
                      f"with the teacher (`{sel['guard']}`); labelled stages are selected on the labels (guard "
                      f"tolerance {cfg.get('teacher_guard')}, waived where the labelled gain's confidence is ≥ "
                      f"{cfg.get('guard_waiver', 0)}), the corpus stage on agreement (the labels guard it, "
-                     f"tolerance {cfg.get('label_guard')})" if sel.get("guard") else "") + ".", ""]
+                     f"tolerance {cfg.get('label_guard')})" if sel.get("guard") else "") + "."
+                  + (f" The labelled stage is cross-fitted over {report['inputs']['cross_fit_folds']} folds: each fold "
+                     "run trains on the other folds and is scored on its own, the folds are pooled (every labelled "
+                     "query selects), and the chosen length is refit on every row (adaptation/crossfit.py)."
+                     if report.get("inputs", {}).get("cross_fit_folds") else ""), ""]
     lines += [f"Kept: {_kept(report.get('stages', []))}.", ""]
     before, after = report.get("before", {}), report.get("after", {})
     if before.get("tasks"):
@@ -98,6 +105,10 @@ def render(report: dict) -> str:
             sel_txt = (f"{s['start_value']:.2f} → {s['best_value']:.2f}" if s.get("status") == "done"
                        else f"failed: {s.get('error', '')[:120]}")
             step = f"{s['selected_step']} / {s['steps']} (every {s['eval_steps']})" if s.get("status") == "done" else "–"
+            if s.get("cross_fit") and s.get("status") == "done":
+                step += f", {s['cross_fit']['folds']} folds pooled" + (
+                    f"; refit {s['refit']['steps']} steps on every row" if s.get("refit") else "") + (
+                    " (refused by the guard)" if s.get("refit", {}).get("guard_ok") is False else "")
             on = f"`{s['metric']}`" + (f", guard `{s['guard']}`" if s.get("guard") else "") if s.get("metric") else "–"
             lines.append(f"| {s['stage']} ({s['objective']}) | {s['what']} | {on} | {sel_txt} | {step} | "
                          f"{s.get('seconds', 0):.0f} |")

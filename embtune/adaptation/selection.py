@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embtune.data.dev_split import hold_out, write_held_out, write_rows
+from embtune.data.dev_split import group_folds, hold_out, write_held_out, write_rows
 from embtune.data.readers import (BINARY_PAIR_COLUMNS, CLASS_COLUMNS, PAIR_COLUMNS, SCORED_PAIR_COLUMNS,
                                   TRIPLE_COLUMNS, TrainData, read_train_file)
 from embtune.errors import EmbtuneError, located
@@ -55,6 +55,10 @@ class Inputs:
     #: with a teacher and labelled selection: the teacher-agreement task (named "agree") that guards it
     guard: str = ""
     counts: dict = field(default_factory=dict)
+    #: cross-fitted selection (``--cross-fit K``): the labelled input it applies to, and per fold (the rows
+    #: outside the fold to train on, the fold's rows as the selection task); the selection task is then every row
+    cross_fit_data: str = ""
+    folds: list[tuple[Path, str]] = field(default_factory=list)
 
     def rows(self, kind: str) -> int:
         """Training rows of a stage's data (``corpus``: texts)."""
@@ -166,24 +170,33 @@ def prepare_inputs(cfg, read: ReadInputs, data_dir: Path, teacher_encoder=None) 
     inputs = Inputs(corpus)
     inputs.counts.update(corpus_documents=len(corpus), corpus_distinct_texts=len(texts))
     held_texts: set[str] = set()
+    folded = cross_fitted(cfg, read)
     if read.pairs is not None:
         data = read.pairs
-        split = hold_out(data, cfg.dev_fraction)
         train_path = data_dir / "pairs-train.tsv"
-        write_rows(split.train, train_path)
+        if folded == "pairs":  # every query selects, each scored by the fold model that did not train on it
+            write_rows(data, train_path)
+            held = data
+            for j, split in enumerate(group_folds(data, cfg.cross_fit), 1):
+                write_rows(split.train, data_dir / f"pairs-fold{j}-train.tsv")
+                _write_pair_selection(data_dir / f"selection-fold{j}", corpus, split.held_out, read.ids_of)
+                inputs.folds.append((data_dir / f"pairs-fold{j}-train.tsv", f"select=beir:{data_dir / f'selection-fold{j}'}"))
+            inputs.cross_fit_data = "pairs"
+        else:
+            split = hold_out(data, cfg.dev_fraction)
+            write_rows(split.train, train_path)
+            held = split.held_out
         inputs.train_files["pairs"] = train_path
-        queries, qrels = {}, []
-        for q, p, *_ in split.held_out.examples:
-            qid = queries.setdefault(q, f"q{len(queries)}")
-            qrels.extend((qid, d) for d in read.ids_of[p.strip()])
-        _write_beir(data_dir / "selection", corpus, {v: k for k, v in queries.items()}, sorted(set(qrels)))
+        queries = _write_pair_selection(data_dir / "selection", corpus, held, read.ids_of)
         inputs.selection, inputs.selection_kind = f"select=beir:{data_dir / 'selection'}", "pairs"
-        inputs.counts.update(pairs=len(data), pairs_train=len(split.train), selection_queries=len(queries),
-                             selection_corpus=len(corpus))
+        inputs.counts.update(pairs=len(data), pairs_train=len(data) if folded else len(split.train),
+                             selection_queries=queries, selection_corpus=len(corpus),
+                             **({"cross_fit_folds": cfg.cross_fit} if folded else {}))
     if read.scored is not None:
         data = read.scored
         inputs.train_files["scored"] = _split_labelled(inputs, data, cfg, data_dir, "scored",
-                                                       "scored" if data.columns == SCORED_PAIR_COLUMNS else "binary")
+                                                       "scored" if data.columns == SCORED_PAIR_COLUMNS else "binary",
+                                                       folded == "scored")
     if read.classes is not None:
         inputs.train_files["classes"] = _split_labelled(inputs, read.classes, cfg, data_dir, "classes", "classes")
     if cfg.teacher and teacher_encoder is not None:  # the selection task, or the guard beside labelled selection
@@ -195,12 +208,55 @@ def prepare_inputs(cfg, read: ReadInputs, data_dir: Path, teacher_encoder=None) 
     return inputs
 
 
-def _split_labelled(inputs: Inputs, data: TrainData, cfg, data_dir: Path, name: str, kind: str) -> Path:
+def cross_fitted(cfg, read: ReadInputs) -> str:
+    """The labelled input whose stage is selected by cross-fitting (``--cross-fit K``, K ≥ 2), or "".
+
+    It applies when the labels are one file of pairs or of scored/0-1 pairs: with two labelled inputs the later
+    stage would be selected on rows the refit earlier stage trained on, and class files keep no per-item scores
+    (the paired test needs them); those runs hold out ``--dev-fraction`` as before (logged)."""
+    if cfg.cross_fit < 2:
+        return ""
+    given = [k for k in ("pairs", "scored", "classes") if getattr(read, k) is not None]
+    if given in (["pairs"], ["scored"]):
+        return given[0]
+    if given:
+        logger.info("--cross-fit %d: applies to one file of pairs or scored pairs (given: %s); selecting on a "
+                    "held-out --dev-fraction %s instead", cfg.cross_fit, ", ".join(given), cfg.dev_fraction)
+    return ""
+
+
+def _write_pair_selection(folder: Path, corpus: dict[str, str], held: TrainData, ids_of: dict[str, list[str]]) -> int:
+    """The held-out (query, positive) rows as a BEIR folder: each query ranks the whole corpus; returns the
+    number of queries."""
+    queries, qrels = {}, []
+    for q, p, *_ in held.examples:
+        qid = queries.setdefault(q, f"q{len(queries)}")
+        qrels.extend((qid, d) for d in ids_of[p.strip()])
+    _write_beir(folder, corpus, {v: k for k, v in queries.items()}, sorted(set(qrels)))
+    return len(queries)
+
+
+def _split_labelled(inputs: Inputs, data: TrainData, cfg, data_dir: Path, name: str, kind: str,
+                    folded: bool = False) -> Path:
     """Hold out groups of a labelled file; the held-out rows are the selection task when no earlier input
-    gave one (pairs come first), else they are trained on too."""
+    gave one (pairs come first), else they are trained on too. ``folded``: cross-fitted selection — every row
+    is trained on (the refit) and selects (the fold files)."""
     train_path = data_dir / f"{name}-train.tsv"
     if inputs.selection:  # selection is already on the pairs: train on all of it
         write_rows(data, train_path)
+        return train_path
+    if folded:
+        write_rows(data, train_path)
+        for j, split in enumerate(group_folds(data, cfg.cross_fit), 1):
+            write_rows(split.train, data_dir / f"{name}-fold{j}-train.tsv")
+            write_held_out(split, data_dir / f"{name}-selection-fold{j}.tsv")
+            inputs.folds.append((data_dir / f"{name}-fold{j}-train.tsv",
+                                 f"select={kind}:{data_dir / f'{name}-selection-fold{j}.tsv'}"))
+        write_rows(data, data_dir / f"{name}-selection.tsv")
+        inputs.cross_fit_data = name
+        inputs.selection, inputs.selection_kind = f"select={kind}:{data_dir / f'{name}-selection.tsv'}", kind
+        inputs.counts.update({f"{name}": len(data), f"{name}_train": len(data), "selection_rows": len(data),
+                              "cross_fit_folds": cfg.cross_fit})
         return train_path
     split = hold_out(data, cfg.dev_fraction)
     write_rows(split.train, train_path)

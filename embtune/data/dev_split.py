@@ -76,6 +76,34 @@ def hold_out(data: TrainData, fraction: float) -> DevSplit:
     return split
 
 
+def group_folds(data: TrainData, k: int) -> list[DevSplit]:
+    """``k`` splits of the rows by group for cross-fitting: the groups in SHA-1 order (as :func:`split_groups`)
+    cut into ``k`` contiguous runs of near-equal size; split ``j`` holds out run ``j`` and trains on the rest, so
+    every group is held out exactly once."""
+    if k < 2:
+        raise EmbtuneError(f"--cross-fit: expected at least 2 folds, got {k}")
+    keys = [ex[0] for ex in data.examples]
+    groups = sorted(set(keys), key=lambda g: (_digest(g), g))
+    if len(groups) < 2 * k:
+        raise EmbtuneError(f"--cross-fit {k}: {data.path} has {len(groups)} distinct group(s) (first texts); "
+                           f"{k} folds need at least {2 * k}")
+    fold_of = {g: i * k // len(groups) for i, g in enumerate(groups)}
+
+    def part(idx: list[int], **kw) -> TrainData:
+        labels = [data.labels[i] for i in idx] if data.labels is not None else None
+        return replace(data, examples=[data.examples[i] for i in idx], labels=labels, **kw)
+
+    out = []
+    for j in range(k):
+        held = [i for i, key in enumerate(keys) if fold_of[key] == j]
+        rest = [i for i, key in enumerate(keys) if fold_of[key] != j]
+        out.append(DevSplit(1 / k, part(rest), part(held, skipped_blank=0), len(groups),
+                            sum(1 for g in groups if fold_of[g] == j)))
+    logger.info("--cross-fit %d: %d groups (%d rows) in folds of %s groups", k, len(groups), len(data),
+                "/".join(str(s.groups_held_out) for s in out))
+    return out
+
+
 def write_held_out(split: DevSplit, path: Path) -> None:
     """The held-out rows, tab-separated with a header of the column names."""
     write_rows(split.held_out, path)

@@ -129,7 +129,7 @@ class ScoredPairEval:
 
         cos = pair_cosines(encoder, self.data, batch_size, precision)
         sp, pe = correlations(cos, self.data.values)
-        self.items = {"spearman": ItemStat((cos, self.data.values), _spearman)}  # per pair, for paired selection
+        self.items = {"spearman": ItemStat((cos, self.data.values), _spearman, "spearman")}  # per pair, for paired selection
         return {"spearman": sp, "pearson": pe}
 
 
@@ -152,7 +152,7 @@ class BinaryPairEval:
         from embtune.training.selection import ItemStat
 
         cos = pair_cosines(encoder, self.data, batch_size, precision)
-        self.items = {"ap": ItemStat((cos, self.labels), _ap)}  # per pair, for paired selection
+        self.items = {"ap": ItemStat((cos, self.labels), _ap, "ap")}  # per pair, for paired selection
         return {"ap": 100 * average_precision(cos, self.labels), **best_threshold_metrics(cos, self.labels)}
 
 
@@ -164,3 +164,7 @@ def _spearman(cos: np.ndarray, values: np.ndarray) -> float:
 def _ap(cos: np.ndarray, labels: np.ndarray) -> float:
     """AP ×100 of a resample (0 where it holds no positive)."""
     return 100 * average_precision(cos, labels) if labels.sum() > 0 else 0.0
+
+
+#: the per-item stats of these evaluators by name (an ``ItemStat`` read back from ``eval_items.jsonl``)
+ITEM_STATS = {"spearman": _spearman, "ap": _ap}

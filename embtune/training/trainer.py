@@ -166,6 +166,8 @@ class EvalTracker:
         if self.tb is not None:
             for k, v in m.items():
                 self.tb.add_scalar(f"eval/{k}", v, step)
+        if self.cfg.save_item_scores:
+            self.write_items(step)
         value = m[self.metric]
         if eligible and self.is_better(value):
             self.best, self.best_step = value, step
@@ -179,29 +181,42 @@ class EvalTracker:
         start with that confidence (recorded as ``selection_confidence``; a metric without per-item scores: no
         test); and not when ``guard_metric`` fell more than ``guard_tolerance`` below the start's value — unless
         ``guard_waiver`` is set and the selection gain's confidence reaches it (recorded as ``guard_waived``)."""
+        from embtune.training.selection import eligible
+
         conf = self.gain_confidence(rec)
+        loss = None
         if self.history and self.guard is not None:  # --guard-metric: may not fall far below the start's value
             name, higher = self.guard
             start, now = self.history[0][name], rec[name]
             loss = (start - now) if higher else (now - start)
             if loss > self.cfg.guard_tolerance:
                 rec["guard_lost"] = loss
-                waiver = getattr(self.cfg, "guard_waiver", 0.0)
-                if waiver and conf is not None and conf >= waiver:
-                    rec["guard_waived"] = True
-                    logger.info("step %d: %s %.2f is %.2f below the start's %.2f, but the selection gain has "
-                                "confidence %.3f >= --guard-waiver %.3f: the guard is waived", step, name, now, loss,
-                                start, conf, waiver)
-                else:
-                    logger.info("step %d: %s %.2f is %.2f below the start's %.2f (tolerance %.2f): not eligible",
-                                step, name, now, loss, start, self.cfg.guard_tolerance)
-                    return False
-        if not self.confidence or conf is None:
-            return True
-        if conf < self.confidence:
+        ok, waived = eligible(conf, loss, select_confidence=self.confidence, guard_tolerance=self.cfg.guard_tolerance,
+                              guard_waiver=getattr(self.cfg, "guard_waiver", 0.0))
+        if waived:
+            rec["guard_waived"] = True
+            logger.info("step %d: %s is %.2f below the start, but the selection gain has confidence %.3f >= "
+                        "--guard-waiver %.3f: the guard is waived", step, self.guard[0], loss, conf, self.cfg.guard_waiver)
+        elif not ok and loss is not None and loss > self.cfg.guard_tolerance:
+            logger.info("step %d: %s is %.2f below the start (tolerance %.2f): not eligible", step, self.guard[0],
+                        loss, self.cfg.guard_tolerance)
+        elif not ok:
             logger.info("step %d: better than the start with confidence %.2f < %.2f: not eligible", step, conf,
                         self.confidence)
-        return conf >= self.confidence
+        return ok
+
+    def write_items(self, step: int) -> None:
+        """``--save-item-scores``: the selection metric's per-item scores of this evaluation, a line of
+        ``eval_items.jsonl`` (read back by :func:`embtune.training.selection.read_item_scores`)."""
+        from embtune.evaluation.tasks import items_of
+
+        items = items_of(self.tasks).get(self.metric)
+        if items is None:
+            raise EmbtuneError(f"--save-item-scores: {self.metric} keeps no per-item scores (retrieval, scored and "
+                               "binary pair tasks do)")
+        with open(self.out / "eval_items.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, "metric": self.metric, "stat": items.name,
+                                "arrays": [np.asarray(a, dtype=float).tolist() for a in items.arrays]}) + "\n")
 
     def gain_confidence(self, rec: dict) -> float | None:
         """The paired bootstrap confidence that this evaluation beats the start on the selection metric (stored
@@ -613,6 +628,7 @@ class Trainer:
             self.load_last_checkpoint()
         elif self.dist.is_main:
             (self.out / "eval_history.jsonl").unlink(missing_ok=True)
+            (self.out / "eval_items.jsonl").unlink(missing_ok=True)
             if self.dev_split is not None:
                 write_held_out(self.dev_split, self.out / "dev_split.tsv")
         if not self.resume:

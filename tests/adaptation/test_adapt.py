@@ -28,8 +28,9 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
 
 def test_corpus_pairs_and_teacher_run_the_planned_chain(domain, tiny_st, tmp_path):
     out = tmp_path / "run"
+    # one held-out split (--cross-fit 1); the cross-fitted path: test_crossfit.py
     rep = _run(domain, out, model=tiny_st, pairs=domain["pairs"], teacher=tiny_st,
-               eval_task=f"beir:{domain['heldout']}")
+               eval_task=f"beir:{domain['heldout']}", cross_fit=1)
     assert rep["status"] == "done"
     assert rep["plan"] == ["distill", "guided"]
     stages = [s for s in rep["stages"] if "objective" in s]
@@ -71,7 +72,8 @@ def test_corpus_pairs_and_teacher_run_the_planned_chain(domain, tiny_st, tmp_pat
 
 def test_watch_records_the_held_out_task_at_every_evaluation(domain, tiny_st, tmp_path):
     out = tmp_path / "run"
-    rep = _run(domain, out, model=tiny_st, pairs=domain["pairs"], eval_task=f"beir:{domain['heldout']}", watch=True)
+    rep = _run(domain, out, model=tiny_st, pairs=domain["pairs"], eval_task=f"beir:{domain['heldout']}", watch=True,
+               cross_fit=1)
     stage = next(s for s in rep["stages"] if "objective" in s)
     key = "beir:heldout/ndcg@10"
     assert len(stage["evaluations"]) >= 2 and all(key in e["held_out"] for e in stage["evaluations"])
@@ -92,7 +94,7 @@ def test_watch_needs_an_eval_task(domain, tmp_path):
 
 def test_the_kept_model_is_the_last_stages_selected_checkpoint(domain, tiny_st, tmp_path):
     out = tmp_path / "run"
-    rep = _run(domain, out, model=tiny_st, pairs=domain["pairs"])
+    rep = _run(domain, out, model=tiny_st, pairs=domain["pairs"], cross_fit=1)
     assert rep["plan"] == ["pairs"]
     stage = out / "stages" / "1-pairs"
     a, b = _weights(out / "model"), _weights(stage)
