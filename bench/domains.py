@@ -495,8 +495,11 @@ def render(work: Path, domains: list[str], notes: dict[str, str], args) -> str:
              "on the evaluation split, which no run trains or selects on.", "",
              "`adapt` rows run the product with its own defaults (`embtune/adaptation/recipes.py`: distill 400 steps, "
              "labelled stages 3 epochs, batch 64, max_seq_length 64, 4 evaluations per stage, bootstrap confidence "
-             "0.9, teacher guard 1.0 waived at labelled confidence 0.99) on the corpus, all the tuning half's labels (adapt holds out its own 20% of "
-             "the queries/groups for selection, ranked against the full corpus) and/or the teacher; their "
+             "0.9, teacher guard 1.0 waived at labelled confidence 0.99) on the corpus, all the tuning half's labels and/or the "
+             "teacher. A labelled stage is selected by 2-fold cross-fitting (`--cross-fit 2`, adaptation/crossfit.py: "
+             "two runs, each trained on one half of the tuning queries and scored on the other half against the full "
+             "corpus, pooled; the chosen share of the schedule refit on every pair); rows named `-split` "
+             "(`--adapt-cross-fit 1`) hold out one 20% of the queries/groups instead, as adapt did before; their "
              "selection column is the last stage's own selection metric (its start → its kept value; stages are "
              "selected on different metrics, so the first stage's start is not comparable) and "
              "their selected-step column lists each stage's kept step. `st-*` rows train on all the tuning half's "

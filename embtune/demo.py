@@ -95,12 +95,16 @@ def summary(run: str | Path) -> str:
         if "objective" in st and st.get("status") == "done":
             lines.append(f"stage {st['stage']}: {st['metric']} {st['start_value']:.2f} at step 0 -> {st['best_value']:.2f}, "
                          f"kept step {st['selected_step']} of {st['steps']}"
+                         + (f" (cross-fitted: {st['cross_fit']['folds']} fold runs pooled"
+                            + (f"; refit on every pair for {st['refit']['steps']} steps" if st.get("refit")
+                               and st["selected_step"] else "") + ")" if st.get("cross_fit") else "")
                          + (" (the stage did not beat its start, so its start was kept)" if st["selected_step"] == 0 else ""))
             watched = [(e["step"], next(iter(e["held_out"].values()))) for e in st.get("evaluations", [])
                        if e.get("held_out")]
             if watched:
                 best = max(watched, key=lambda sv: sv[1])
-                lines.append("  held-out nDCG@10 at each evaluation (--watch, never selected on): "
+                lines.append("  held-out nDCG@10 at each evaluation (--watch, never selected on"
+                             + ("; the fold models' mean" if st.get("cross_fit") else "") + "): "
                              + ", ".join(f"{v:.2f} (step {s})" for s, v in watched)
                              + f"; best at step {best[0]}")
     trained = sum(st.get("seconds", 0) for st in rep.get("stages", []))

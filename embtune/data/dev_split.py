@@ -86,7 +86,7 @@ def group_folds(data: TrainData, k: int) -> list[DevSplit]:
     groups = sorted(set(keys), key=lambda g: (_digest(g), g))
     if len(groups) < 2 * k:
         raise EmbtuneError(f"--cross-fit {k}: {data.path} has {len(groups)} distinct group(s) (first texts); "
-                           f"{k} folds need at least {2 * k}")
+                           f"{k} folds need at least {2 * k} (--cross-fit 1 holds out one --dev-fraction share instead)")
     fold_of = {g: i * k // len(groups) for i, g in enumerate(groups)}
 
     def part(idx: list[int], **kw) -> TrainData:
