@@ -115,6 +115,10 @@ class TrainConfig:
                                             "(e.g. agreement with a teacher, a general-quality task)")
     guard_tolerance: float = option(0.5, "how far below the starting model's value the guard metric may fall",
                                     check=at_least(0))
+    guard_confidence: float = option(0.0, "the guard vetoes only a loss it shows: beyond --guard-tolerance and with "
+                                          "at least this paired bootstrap confidence that the start is better on the "
+                                          "guard metric (its per-item scores); 0 = the tolerance alone",
+                                     check=in_range(0, 1))
     guard_waiver: float = option(0.0, "a checkpoint better than the start on the selection metric with at least "
                                       "this paired bootstrap confidence is kept even when the guard metric fell "
                                       "beyond --guard-tolerance (the selection task is the user's own; the guard a "
@@ -188,6 +192,8 @@ class TrainConfig:
                 raise EmbtuneError(str(e).replace("--metric-for-best", "--guard-metric", 1)) from None
         elif self.guard_waiver:
             raise EmbtuneError("--guard-waiver: waives --guard-metric, and no --guard-metric was given")
+        elif self.guard_confidence:
+            raise EmbtuneError("--guard-confidence: tests --guard-metric's loss, and no --guard-metric was given")
         return tasks, metric, higher
 
     def watch_specs(self, eval_tasks=None):

@@ -135,6 +135,8 @@ class Adaptation:
             values.update(guard_metric=guard_metric, guard_tolerance=tolerance)
             if stage.data != "corpus":  # the labels may overrule the teacher, never the teacher the labels
                 values["guard_waiver"] = c.guard_waiver
+            else:  # the labels veto the corpus stage on a loss they show, not on one within their noise
+                values["guard_confidence"] = c.label_guard_confidence
         if c.watch and evaluate:
             values["watch_task"] = c.eval_task
         values.update(extra)
@@ -145,7 +147,8 @@ class Adaptation:
 
         With labels and a teacher, each stage is selected on the task that measures what it trains: the corpus
         stage on agreement with the teacher (300 held-out corpus texts), guarded by the labelled selection metric
-        (``--label-guard``); a labelled stage on the labels, guarded by agreement (``--teacher-guard``) unless its
+        (``--label-guard``; a veto needs the loss shown with ``--label-guard-confidence``: with a zero tolerance on
+        a point estimate, a checkpoint of no real effect on the labels would be vetoed half the time); a labelled stage on the labels, guarded by agreement (``--teacher-guard``) unless its
         labelled gain has bootstrap confidence ≥ ``--guard-waiver`` — the guard catches drift that a small labelled
         split cannot see; a gain that split is near-certain of is the user's own evidence, and on TwitterPara the
         guard vetoed every CoSENT checkpoint of a +5 AP gain on 831 selection pairs. Selecting

@@ -52,6 +52,11 @@ class AdaptConfig:
     label_guard: float = option(0.0, "with a teacher and labels: the corpus stage is selected on agreement with the "
                                      "teacher, and a checkpoint may lose at most this much of the labelled selection "
                                      "metric (×100) against the stage's start to be kept", check=at_least(0))
+    label_guard_confidence: float = option(0.9, "with a teacher and labels: the corpus stage's label guard vetoes a "
+                                                "checkpoint only when a paired bootstrap over the labelled selection "
+                                                "queries/pairs also finds it worse than the stage's start with this "
+                                                "confidence (a loss must be shown as surely as a gain is); 0 = any "
+                                                "loss beyond --label-guard vetoes", check=in_range(0, 1))
     watch: bool = option(False, "also score --eval-task at every evaluation of every stage, for the record (the "
                                 "report and each stage's eval_history.jsonl; never used to select): whether the kept "
                                 "checkpoint is also the best on your held-out data")

@@ -45,13 +45,17 @@ class ItemStat:
 
 
 def eligible(confidence: float | None, guard_lost: float | None, *, select_confidence: float,
-             guard_tolerance: float, guard_waiver: float) -> tuple[bool, bool]:
+             guard_tolerance: float, guard_waiver: float, loss_confidence: float | None = None,
+             guard_confidence: float = 0.0) -> tuple[bool, bool]:
     """(may the checkpoint be kept, was the guard waived). ``confidence``: the paired bootstrap confidence that it
     beats the start on the selection metric (None: no test); ``guard_lost``: how much of the guard metric it lost
-    against the start (None: no guard). A loss beyond ``guard_tolerance`` rules it out unless ``guard_waiver`` is
-    set and the confidence reaches it; then, with ``select_confidence``, the confidence must reach that."""
+    against the start (None: no guard). A loss beyond ``guard_tolerance`` rules it out — with ``guard_confidence``
+    only when the loss itself is shown, the bootstrap confidence that the start is better on the guard
+    (``loss_confidence``) reaching it — unless ``guard_waiver`` is set and the confidence reaches it; then, with
+    ``select_confidence``, the confidence must reach that."""
     waived = False
-    if guard_lost is not None and guard_lost > guard_tolerance:
+    shown = not guard_confidence or loss_confidence is None or loss_confidence >= guard_confidence
+    if guard_lost is not None and guard_lost > guard_tolerance and shown:
         if not (guard_waiver and confidence is not None and confidence >= guard_waiver):
             return False, False
         waived = True

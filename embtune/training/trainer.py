@@ -184,7 +184,7 @@ class EvalTracker:
         from embtune.training.selection import eligible
 
         conf = self.gain_confidence(rec)
-        loss = None
+        loss, loss_conf = None, self.guard_loss_confidence(rec)
         if self.history and self.guard is not None:  # --guard-metric: may not fall far below the start's value
             name, higher = self.guard
             start, now = self.history[0][name], rec[name]
@@ -192,7 +192,11 @@ class EvalTracker:
             if loss > self.cfg.guard_tolerance:
                 rec["guard_lost"] = loss
         ok, waived = eligible(conf, loss, select_confidence=self.confidence, guard_tolerance=self.cfg.guard_tolerance,
-                              guard_waiver=getattr(self.cfg, "guard_waiver", 0.0))
+                              guard_waiver=getattr(self.cfg, "guard_waiver", 0.0), loss_confidence=loss_conf,
+                              guard_confidence=getattr(self.cfg, "guard_confidence", 0.0))
+        if loss is not None and loss > self.cfg.guard_tolerance and ok and not waived and loss_conf is not None:
+            logger.info("step %d: %s is %.2f below the start, a loss shown with confidence %.3f < --guard-confidence "
+                        "%.3f: no veto", step, self.guard[0], loss, loss_conf, self.cfg.guard_confidence)
         if waived:
             rec["guard_waived"] = True
             logger.info("step %d: %s is %.2f below the start, but the selection gain has confidence %.3f >= "
@@ -217,6 +221,27 @@ class EvalTracker:
         with open(self.out / "eval_items.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps({"step": step, "metric": self.metric, "stat": items.name,
                                 "arrays": [np.asarray(a, dtype=float).tolist() for a in items.arrays]}) + "\n")
+
+    def guard_loss_confidence(self, rec: dict) -> float | None:
+        """``--guard-confidence``: the paired bootstrap confidence that the start beats this evaluation on the guard
+        metric (stored in ``rec["guard_loss_confidence"]``); None for the start itself, without the option, or when
+        the guard metric has no per-item scores."""
+        from embtune.evaluation.tasks import items_of
+        from embtune.training.selection import ItemStat, gain_confidence
+
+        if self.guard is None or not getattr(self.cfg, "guard_confidence", 0.0):
+            return None
+        name, higher = self.guard
+        items = items_of(self.tasks).get(name)
+        if not self.history:
+            self.start_guard_items = items
+            return None
+        start = getattr(self, "start_guard_items", None)
+        if items is None or start is None:
+            return None
+        start = ItemStat(tuple(np.asarray(a) for a in start.arrays), items.stat, items.name)
+        rec["guard_loss_confidence"] = conf = gain_confidence(items, start, higher, seed=self.cfg.seed)
+        return conf
 
     def gain_confidence(self, rec: dict) -> float | None:
         """The paired bootstrap confidence that this evaluation beats the start on the selection metric (stored
@@ -243,7 +268,9 @@ class EvalTracker:
 
     def state(self) -> dict:
         start = None if self.start_items is None else [np.asarray(a).tolist() for a in self.start_items.arrays]
-        return {"history": self.history, "best": self.best, "best_step": self.best_step, "start_items": start}
+        guard = getattr(self, "start_guard_items", None)
+        return {"history": self.history, "best": self.best, "best_step": self.best_step, "start_items": start,
+                "start_guard_items": None if guard is None else [np.asarray(a).tolist() for a in guard.arrays]}
 
     def restore(self, state: dict, best_state: dict | None) -> None:
         from embtune.training.selection import ItemStat
@@ -252,6 +279,8 @@ class EvalTracker:
         self.best_state = best_state
         if state.get("start_items") is not None:  # the stat function comes back with the next evaluation's items
             self.start_items = ItemStat(tuple(np.asarray(a) for a in state["start_items"]))
+        if state.get("start_guard_items") is not None:
+            self.start_guard_items = ItemStat(tuple(np.asarray(a) for a in state["start_guard_items"]))
 
     def finish(self, encoder: Encoder) -> dict:
         if self.best_state is not None:

@@ -60,6 +60,8 @@ def test_corpus_pairs_and_teacher_run_the_planned_chain(domain, tiny_st, tmp_pat
     assert saved["guard_waiver"] == 0.99
     first = json.loads((out / "stages" / "1-distill" / "train_config.json").read_text())
     assert first["guard_metric"] == "select/ndcg@10" and first["guard_waiver"] == 0.0
+    # the labels veto the corpus stage on a loss they show (--label-guard-confidence), the teacher as before
+    assert first["guard_confidence"] == 0.9 and saved["guard_confidence"] == 0.0
     # the held-out task, before and after; the model loads
     key = f"beir:heldout/ndcg@10"
     assert key in rep["before"]["tasks"] and key in rep["after"]["tasks"]

@@ -69,6 +69,14 @@ def test_pooled_confidence_checks_its_folds():
         pooled_gain_confidence([a], [ItemStat((np.array([1.0]),))])
 
 
+def test_eligible_rule_with_guard_confidence():
+    rule = dict(select_confidence=0.9, guard_tolerance=0.0, guard_waiver=0.0, guard_confidence=0.9)
+    assert eligible(0.95, 0.5, loss_confidence=0.6, **rule) == (True, False)  # a loss within the noise: no veto
+    assert eligible(0.95, 0.5, loss_confidence=0.95, **rule) == (False, False)  # a loss shown: veto
+    assert eligible(0.95, 0.5, loss_confidence=None, **rule) == (False, False)  # no items: the tolerance rule
+    assert eligible(0.95, 0.5, loss_confidence=0.6, **dict(rule, guard_confidence=0.0)) == (False, False)
+
+
 @pytest.mark.parametrize("conf,lost,want", [
     (None, None, (True, False)),  # the start, no test
     (0.95, None, (True, False)),  # confident enough, no guard

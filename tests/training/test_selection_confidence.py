@@ -487,3 +487,40 @@ def test_watch_task_cannot_select_or_share_a_name():
         make_config(**base, watch_task="beir:x").eval_specs()
     with pytest.raises(EmbtuneError, match="--watch-task: no evaluation"):
         make_config(model="m", train_file="t.tsv", output="o", watch_task="beir:y").validate()
+
+
+def run_guard_confidence(tmp_path, guard_confidence, sel, guard, name="gc"):
+    """An EvalTracker whose selection and guard tasks are both scripted per-item scores."""
+    cfg = make_config(model="m", train_file="t.tsv", output=str(tmp_path / "o"), precision="fp32", seed=0,
+                      guard_metric="agree/ndcg@10", guard_tolerance=0.0, guard_confidence=guard_confidence)
+    tasks = [LoadedTask(TaskSpec("dev", "beir", "x", {"ndcg@10": True}), TwoTasks(sel)),
+             LoadedTask(TaskSpec("agree", "beir", "y", {"ndcg@10": True}), ItemTask(guard))]
+    out = tmp_path / f"{name}-{guard_confidence}"
+    out.mkdir()
+    tracker = EvalTracker(cfg, out, active=True, tasks=tasks, metric="dev/ndcg@10", higher_is_better=True)
+    tracker.tb = None
+    enc = FakeEncoder()
+    for step in range(len(sel)):
+        enc.w = torch.full((3,), float(step))
+        tracker.evaluate(enc, step)
+    return tracker
+
+
+def test_guard_confidence_vetoes_only_a_loss_it_shows(tmp_path):
+    n = 40
+    start = np.full(n, 0.5)
+    # 8 items lose 0.1, 6 gain 0.1: the guard falls 0.5 (x100) but the start is better in only part of the resamples
+    noisy = start + np.r_[-0.1 * np.ones(8), 0.1 * np.ones(6), np.zeros(n - 14)]
+    certain = start - 0.01  # every item lower: a loss shown with confidence 1.0
+    t = run_guard_confidence(tmp_path, 0.9, sel=[30.0, 33.0, 34.0], guard=[start, noisy, certain])
+    assert t.history[1]["guard_lost"] == pytest.approx(0.5) and t.history[1]["guard_loss_confidence"] < 0.9
+    assert t.history[2]["guard_loss_confidence"] == 1.0
+    assert t.best_step == 1  # step 2 scored higher but its loss is shown: vetoed
+    # negative control: without --guard-confidence any loss beyond the tolerance (0) vetoes: the start is kept
+    t0 = run_guard_confidence(tmp_path, 0.0, sel=[30.0, 33.0, 34.0], guard=[start, noisy, certain])
+    assert t0.best_step == 0 and "guard_loss_confidence" not in t0.history[1]
+
+
+def test_guard_confidence_needs_a_guard_metric():
+    with pytest.raises(EmbtuneError, match="--guard-confidence"):
+        make_config(model="m", train_file="t.tsv", output="o", eval_task="stsb-dev", guard_confidence=0.9)
