@@ -194,14 +194,16 @@ class EvalTracker:
         ok, waived = eligible(conf, loss, select_confidence=self.confidence, guard_tolerance=self.cfg.guard_tolerance,
                               guard_waiver=getattr(self.cfg, "guard_waiver", 0.0), loss_confidence=loss_conf,
                               guard_confidence=getattr(self.cfg, "guard_confidence", 0.0))
-        if loss is not None and loss > self.cfg.guard_tolerance and ok and not waived and loss_conf is not None:
+        beyond = loss is not None and loss > self.cfg.guard_tolerance
+        unshown = beyond and loss_conf is not None and loss_conf < self.cfg.guard_confidence
+        if unshown:
             logger.info("step %d: %s is %.2f below the start, a loss shown with confidence %.3f < --guard-confidence "
                         "%.3f: no veto", step, self.guard[0], loss, loss_conf, self.cfg.guard_confidence)
         if waived:
             rec["guard_waived"] = True
             logger.info("step %d: %s is %.2f below the start, but the selection gain has confidence %.3f >= "
                         "--guard-waiver %.3f: the guard is waived", step, self.guard[0], loss, conf, self.cfg.guard_waiver)
-        elif not ok and loss is not None and loss > self.cfg.guard_tolerance:
+        elif not ok and beyond and not unshown:
             logger.info("step %d: %s is %.2f below the start (tolerance %.2f): not eligible", step, self.guard[0],
                         loss, self.cfg.guard_tolerance)
         elif not ok:
