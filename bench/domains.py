@@ -411,8 +411,9 @@ def run_name(recipe: str, args) -> str:
     if recipe in ("start", "teacher") or recipe in ST_ROWS:
         return recipe
     if recipe in ADAPT_ROWS:  # adapt's defaults unmarked; --adapt-cross-fit 1 (one held-out split): "-split"
+        k = getattr(args, "adapt_cross_fit", None)
         return recipe + (f"@{args.adapt_steps}" if args.adapt_steps else "") + (
-            "-split" if getattr(args, "adapt_cross_fit", None) == 1 else "")
+            "-split" if k == 1 else f"-cf{k}" if k not in (None, 2) else "")
     if recipe in CHAINS and args.second_steps:
         return f"{recipe}@{args.steps}+{args.second_steps}"
     return f"{recipe}@{args.steps}"

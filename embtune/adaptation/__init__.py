@@ -147,8 +147,9 @@ class Adaptation:
 
         With labels and a teacher, each stage is selected on the task that measures what it trains: the corpus
         stage on agreement with the teacher (300 held-out corpus texts), guarded by the labelled selection metric
-        (``--label-guard``; a veto needs the loss shown with ``--label-guard-confidence``: with a zero tolerance on
-        a point estimate, a checkpoint of no real effect on the labels would be vetoed half the time); a labelled stage on the labels, guarded by agreement (``--teacher-guard``) unless its
+        (``--label-guard``; a veto needs the loss shown with ``--label-guard-confidence``: with a zero
+        tolerance on a point estimate, a checkpoint of no real effect on the labels would be vetoed half the
+        time); a labelled stage on the labels, guarded by agreement (``--teacher-guard``) unless its
         labelled gain has bootstrap confidence ≥ ``--guard-waiver`` — the guard catches drift that a small labelled
         split cannot see; a gain that split is near-certain of is the user's own evidence, and on TwitterPara the
         guard vetoed every CoSENT checkpoint of a +5 AP gain on 831 selection pairs. Selecting
@@ -181,7 +182,7 @@ class Adaptation:
     # ---- the flow -----------------------------------------------------------------------------
     def run(self) -> dict:
         from embtune.adaptation.report import write_report
-        from embtune.adaptation.selection import prepare_inputs, read_inputs
+        from embtune.adaptation.selection import cross_fitted, prepare_inputs, read_inputs
         from embtune.evaluation.tasks import load_task, parse_tasks
         from embtune.utils import library_versions, seed_everything, write_json
 
@@ -191,6 +192,7 @@ class Adaptation:
         corpus = corpus_file(cfg.corpus)
         stages = plan(self.have(), [s.strip() for s in cfg.stages.split(",")] if cfg.stages else None)
         read = read_inputs(cfg, corpus)  # every input checked before anything is cleared or computed
+        folded = cross_fitted(cfg, read, stages)
         held_out = [load_task(t, purpose="report") for t in parse_tasks(cfg.eval_task)] if cfg.eval_task else []
         precision = self.precision()
         seed_everything(cfg.seed)
@@ -211,7 +213,7 @@ class Adaptation:
             write_json(out / "versions.json", library_versions())
             t0 = time.perf_counter()
             lookup = self.teacher_pass(teacher, read, precision) if teacher is not None else None
-            inputs = prepare_inputs(cfg, read, out / "data", lookup)
+            inputs = prepare_inputs(cfg, read, out / "data", lookup, folded)
             report.update(inputs=inputs.counts, selection={"task": inputs.selection, "kind": inputs.selection_kind,
                                                            "metric": inputs.metric, "guard": inputs.guard or None})
             if lookup is not None:

@@ -10,20 +10,24 @@ split while they were +1.5 on the evaluation half). Cross-fitting lets every lab
    fold ``j`` (ranking the whole corpus) at step 0 and at the stage's evenly spaced steps, recording per-item
    scores (``--save-item-scores``); the guard task, when there is one, is scored at the same evaluations;
 3. at each evaluation the folds are pooled: the metric over every item (each item scored by the model that
-   never trained on it), its paired-bootstrap confidence against the start stratified by fold
+   never trained on it; for Spearman or AP, the folds' values weighted by their sizes), its paired-bootstrap
+   confidence against the start stratified by fold
    (:func:`embtune.training.selection.pooled_gain_confidence`), the guard as the folds' mean; the rule is the
    one a single run applies (:func:`embtune.training.selection.eligible`), the start always a candidate;
 4. if an evaluation after step 0 is chosen, the stage is trained once more on **every** row for the same share of
-   its schedule (the refit of cross-validation: Hastie, Tibshirani & Friedman, *Elements of Statistical Learning*
-   §7.10; cross-fitting as in Chernozhukov et al. 2018), and the guard is checked on that model too; otherwise
-   the stage returns its start.
+   its passes over the data (the refit of cross-validation: Hastie, Tibshirani & Friedman, *Elements of
+   Statistical Learning* §7.10; cross-fitting as in Chernozhukov et al. 2018) — a schedule of its own, with its
+   own warm-up and linear decay, as one retrains with a cross-validated epoch count (the fold checkpoint at step
+   s of T was still at a share (T − s)/T of the peak rate) — and the guard is checked on that model too;
+   otherwise the stage returns its start.
 
 What the evidence is about: the recipe (this objective, this many passes, from this start) on queries it did not
 train on, measured with K× the items of one split, not the refit model itself, which trains on every row and so
 has no held-out labels left. The fold models train on (K−1)/K of the rows, the refit on all, so the evidence is
 drawn from weaker models than the one returned. The cost: K training runs with their evaluations, then one
-refit without evaluations (labelled stages are a few dozen steps; the evaluations, each a corpus encoding,
-dominate).
+refit whose only evaluation is the guard's (labelled stages are a few dozen steps; the evaluations, each a
+corpus encoding, dominate). It applies when one stage trains on the labels and is the plan's last
+(:func:`embtune.adaptation.selection.cross_fitted`): a later stage would be selected on rows the refit trained on.
 """
 
 from __future__ import annotations

@@ -161,16 +161,16 @@ def read_inputs(cfg, corpus_path: Path) -> ReadInputs:
     return r
 
 
-def prepare_inputs(cfg, read: ReadInputs, data_dir: Path, teacher_encoder=None) -> Inputs:
+def prepare_inputs(cfg, read: ReadInputs, data_dir: Path, teacher_encoder=None, folded: str = "") -> Inputs:
     """Write the stages' training files and the selection task (and the teacher guard) into ``data_dir``.
 
-    ``teacher_encoder``: ``(texts) -> normalized embeddings``, for teacher-agreement selection or guard."""
+    ``teacher_encoder``: ``(texts) -> normalized embeddings``, for teacher-agreement selection or guard;
+    ``folded``: the labelled input selected by cross-fitting (:func:`cross_fitted`), or ""."""
     data_dir.mkdir(parents=True, exist_ok=True)
     corpus, texts = read.corpus, read.texts
     inputs = Inputs(corpus)
     inputs.counts.update(corpus_documents=len(corpus), corpus_distinct_texts=len(texts))
     held_texts: set[str] = set()
-    folded = cross_fitted(cfg, read)
     if read.pairs is not None:
         data = read.pairs
         train_path = data_dir / "pairs-train.tsv"
@@ -208,21 +208,37 @@ def prepare_inputs(cfg, read: ReadInputs, data_dir: Path, teacher_encoder=None) 
     return inputs
 
 
-def cross_fitted(cfg, read: ReadInputs) -> str:
-    """The labelled input whose stage is selected by cross-fitting (``--cross-fit K``, K ≥ 2), or "".
+def cross_fitted(cfg, read: ReadInputs, stages: list) -> str:
+    """The labelled input whose stage is selected by cross-fitting (``--cross-fit K``, K ≥ 2), or "" (logged).
 
-    It applies when the labels are one file of pairs or of scored/0-1 pairs: with two labelled inputs the later
-    stage would be selected on rows the refit earlier stage trained on, and class files keep no per-item scores
-    (the paired test needs them); those runs hold out ``--dev-fraction`` as before (logged)."""
+    It applies when the labels are one file of pairs or of scored/0-1 pairs, trained on by one stage of the plan,
+    the last: a later stage would be selected (or guarded) on rows the refit trained on — which also rules out two
+    labelled inputs — and class files keep no per-item scores (the paired test needs them). It needs at least 2K
+    groups (queries, first texts). Otherwise the run holds out ``--dev-fraction`` as before."""
     if cfg.cross_fit < 2:
         return ""
     given = [k for k in ("pairs", "scored", "classes") if getattr(read, k) is not None]
-    if given in (["pairs"], ["scored"]):
-        return given[0]
-    if given:
-        logger.info("--cross-fit %d: applies to one file of pairs or scored pairs (given: %s); selecting on a "
-                    "held-out --dev-fraction %s instead", cfg.cross_fit, ", ".join(given), cfg.dev_fraction)
-    return ""
+    if not given:
+        return ""
+    why = ""
+    labelled = [s for s in stages if s.data != "corpus"]
+    if given not in (["pairs"], ["scored"]):
+        why = f"it applies to one file of pairs or scored pairs (given: {', '.join(given)})"
+    elif len(labelled) != 1 or stages[-1] is not labelled[0]:
+        why = (f"it applies when one stage trains on the labels and is the last (the plan: "
+               f"{', '.join(s.name for s in stages)})")
+    else:
+        data = getattr(read, given[0])
+        groups = len({ex[0] for ex in data.examples})
+        if groups < 2 * cfg.cross_fit:
+            why = f"--{given[0]} {data.path} has {groups} distinct group(s) (first texts), fewer than {2 * cfg.cross_fit}"
+    if why:
+        logger.warning("--cross-fit %d: not used — %s; selecting on a held-out --dev-fraction %s instead",
+                       cfg.cross_fit, why, cfg.dev_fraction)
+        return ""
+    logger.info("--cross-fit %d: the %s stage is selected on every labelled group, %d folds (--dev-fraction is not "
+                "used)", cfg.cross_fit, labelled[0].name, cfg.cross_fit)
+    return given[0]
 
 
 def _write_pair_selection(folder: Path, corpus: dict[str, str], held: TrainData, ids_of: dict[str, list[str]]) -> int:

@@ -371,6 +371,16 @@ def clear_output(out: Path) -> None:
         shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
 
+def _keep_lines_up_to(path: Path, step: int) -> None:
+    """Drop the JSON lines of ``path`` whose ``step`` is past ``step`` (a resumed run evaluates those again)."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    if len(kept) < len(lines):
+        path.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+
+
 def save_final(encoder: Encoder, out: Path, cfg: TrainConfig) -> None:
     """Write the model into a temporary folder, then move its files into ``out``: a failure (a full
     disk) leaves the checkpoints and no half-written model beside a new config."""
@@ -644,6 +654,9 @@ class Trainer:
         self.step, self.epoch, self.pos = state["step"], state["epoch"], state["pos"]
         self.losses, self.seen = state["losses"], state["seen"]
         self.tracker.restore(state["tracker"], best)
+        if self.dist.is_main:  # evaluations after the checkpoint are run again: their old lines go
+            for name in ("eval_history.jsonl", "eval_items.jsonl"):
+                _keep_lines_up_to(self.out / name, self.step)
         if self.dist.enabled:  # each process continues its own dropout stream
             torch.manual_seed(self.cfg.seed + 7919 * self.dist.rank + 104729 * self.step)
         logger.info("resumed from %s (step %d)", path, self.step)

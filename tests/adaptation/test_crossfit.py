@@ -38,9 +38,9 @@ def test_a_gain_on_every_item_of_both_folds_is_kept():
     assert evs[2]["folds"] == [53.0, 52.0]
 
 
-def test_a_gain_on_one_fold_only_is_not_confident():
-    # negative control: fold A gains a lot, fold B loses a little on every item: the pooled gain is positive
-    # but the stratified bootstrap sees fold B's loss in every resample: confidence = share where A's gain wins
+def test_a_gain_neither_fold_shows_is_not_confident():
+    # negative control: fold A's items scatter around the start (+5 / -5, no mean gain), fold B loses 0.1 on every
+    # item: the pooled difference is positive only in resamples where A's draw happens to gain more than 0.1
     a = _fold([[50.0] * 10, [55.0, 45.0] * 5])  # mean 50: a gain in some resamples, a loss in others
     b = _fold([[50.0] * 10, [49.9] * 10])
     evs, best = pool_evaluations([a, b], "select/ndcg@10", None, [], **RULE)
@@ -180,3 +180,50 @@ def test_cross_fit_option_is_checked():
 
     with pytest.raises(EmbtuneError, match="--cross-fit"):
         make_adapt_config(corpus="c.txt", output="o", cross_fit=0)
+
+
+def test_the_refit_takes_the_chosen_share_of_the_full_data_schedule(domain, tiny_st, tmp_path, monkeypatch):
+    real = crossfit.pool_evaluations
+    monkeypatch.setattr(crossfit, "pool_evaluations", lambda *a, **kw: (real(*a, **kw)[0], 1))
+    out = tmp_path / "run"
+    rep = _run(domain, out, model=tiny_st, pairs=domain["pairs"], steps=None)  # each stage's own steps
+    stage = next(s for s in rep["stages"] if "objective" in s)
+    # 40 pairs of 40 queries: folds of 20 rows, batch 8, 3 epochs -> 9 steps, evaluated at 0, 4, 8, 9
+    assert stage["steps"] == 9 and [e["step"] for e in stage["evaluations"]] == [0, 4, 8, 9]
+    # step 4 of 9 chosen; all 40 rows, 3 epochs -> 15 steps; the refit: round(4 / 9 * 15) = 7
+    assert stage["selected_step"] == 4 and stage["refit"]["steps"] == 7
+    saved = json.loads((out / "stages" / "1-pairs" / "refit" / "train_config.json").read_text())
+    assert saved["max_steps"] == 7
+
+
+def test_the_refit_model_is_refused_when_it_fails_the_guard(domain, tiny_st, tmp_path, monkeypatch):
+    import embtune.evaluation.tasks as tasks
+
+    real = crossfit.pool_evaluations
+    monkeypatch.setattr(crossfit, "pool_evaluations", lambda *a, **kw: (real(*a, **kw)[0], 1))
+    # the refit model's agreement with the teacher, as the guard scores it after the refit: far below the start
+    monkeypatch.setattr(tasks, "evaluate_tasks", lambda ts, enc, precision="fp32", **kw: {"agree/ndcg@10": -100.0})
+    out = tmp_path / "run"
+    rep = _run(domain, out, model=tiny_st, pairs=domain["pairs"], teacher=tiny_st, guard_waiver=0.0)
+    stage = next(s for s in rep["stages"] if s.get("objective") == "guided")
+    assert stage["refit"]["guard"] == -100.0 and stage["refit"]["guard_ok"] is False
+    assert stage["selected_step"] == 0 and stage["best_value"] == stage["start_value"]
+    assert _same(out / "model", out / "stages" / "1-distill")  # the stage's start
+    assert "refused by the guard" in (out / "report.md").read_text()
+
+
+def test_too_few_groups_or_a_later_stage_fall_back_to_a_held_out_split(domain, tiny_st, tmp_path, caplog):
+    import logging
+
+    few = tmp_path / "few.tsv"  # 3 queries: 2 folds need at least 4
+    few.write_text("".join(domain["pairs"].read_text().splitlines(keepends=True)[:4]), encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        rep = _run(domain, tmp_path / "a", model=tiny_st, pairs=few)
+    assert rep["status"] == "done" and "cross_fit_folds" not in rep["inputs"]
+    assert "--cross-fit 2: not used" in caplog.text and "3 distinct group" in caplog.text
+    # a stage after the labelled one would be guarded on rows the refit trained on: no cross-fitting
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        rep = _run(domain, tmp_path / "b", model=tiny_st, pairs=domain["pairs"], teacher=tiny_st,
+                   stages="guided,distill")
+    assert "cross_fit_folds" not in rep["inputs"] and "the plan: guided, distill" in caplog.text
